@@ -1,0 +1,58 @@
+//! `tapeseal-core`: envelope format v1 for contact-centre recordings.
+//!
+//! Every recording gets its own AES-256 data key ([`Dek`]), wrapped with RSA-OAEP by
+//! one or more organisation key-encryption keys ([`KekPublicKey`]) into key stanzas.
+//! The recording is sealed in fixed-size AES-256-GCM chunks (the STREAM construction)
+//! under a key derived from the DEK; the header is authenticated and key-committing.
+//! The byte-level specification is `docs/FORMAT.md`.
+//!
+//! The core never holds a private KEK and performs no I/O: randomness comes from the
+//! caller, bytes go in and out as slices and vectors. It builds for
+//! `wasm32-unknown-unknown` and `wasm32-wasip2` with no platform crate.
+//!
+//! ```
+//! use tapeseal_core::{Dek, KekPublicKey, MediaKind, Recipient, SealParams, open, seal};
+//! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+//! # let mut rng = ChaCha20Rng::seed_from_u64(7);
+//! # let pem = include_str!("../../../tests/vectors/keys/kek-a.public.pem");
+//! let kek = KekPublicKey::from_pem(pem)?;
+//! let dek = Dek::generate(&mut rng);
+//! let params = SealParams::new("org-1", "rec-1", MediaKind::Call, "audio/wav", 1_700_000_000_000);
+//! let envelope = seal(&mut rng, &dek, &params, &[Recipient::new("kek-a", kek)], b"hello")?;
+//!
+//! let info = tapeseal_core::inspect(&envelope)?;
+//! assert_eq!(info.header.stanzas[0].kek_id, "kek-a");
+//! assert_eq!(open(&envelope, &dek)?, b"hello");
+//! # Ok::<(), tapeseal_core::Error>(())
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod aead;
+mod dek;
+mod error;
+pub mod header;
+mod inspect;
+mod kek;
+mod keys;
+pub mod layout;
+mod open;
+mod rewrap;
+mod seal;
+mod wire;
+
+pub use dek::{DEK_LEN, Dek};
+pub use error::{Error, Result};
+pub use header::{Header, MediaKind, Stanza};
+pub use inspect::{Inspection, inspect};
+pub use kek::{ACCEPTED_MODULUS_BITS, KekPublicKey, WrapAlgorithm};
+pub use layout::Layout;
+pub use open::{Decryptor, Opener, open};
+pub use rewrap::{RewrapMode, rewrap, rewrap_header};
+pub use seal::{Recipient, SealParams, Sealer, seal};
+
+/// Re-exported so callers name the same RNG traits the core takes.
+pub use rand_core;

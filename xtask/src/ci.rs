@@ -1,0 +1,138 @@
+//! `cargo xtask ci`: installs what the checks need, then runs them in order, stopping
+//! at the first failure.
+
+use std::path::Path;
+use std::process::Command;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Targets the core must build for, with no platform crate in its tree.
+const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
+/// Crates that would tie the core to one platform.
+const PLATFORM_CRATES: [&str; 7] = [
+    "getrandom",
+    "wasm-bindgen",
+    "js-sys",
+    "web-sys",
+    "wasi",
+    "wit-bindgen",
+    "libc",
+];
+
+pub(crate) fn run(root: &Path) -> Res<()> {
+    install(root)?;
+    step("format", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
+    step("clippy", || {
+        cargo(
+            root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
+    step("tests", || cargo(root, &["test", "--workspace"]))?;
+    for target in WASM_TARGETS {
+        step(&format!("core for {target}"), || {
+            cargo(root, &["build", "-p", "tapeseal-core", "--target", target])?;
+            platform_free(root, target)
+        })?;
+    }
+    step("vectors are current", || crate::vectors::run(root, true))?;
+    println!("\nxtask ci: all checks passed");
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
+    println!("\n==> {name}");
+    f().map_err(|e| format!("step '{name}' failed: {e}").into())
+}
+
+fn install(root: &Path) -> Res<()> {
+    step("toolchain", || {
+        let installed = output(root, "rustup", &["target", "list", "--installed"])?;
+        for target in WASM_TARGETS {
+            if !installed.lines().any(|l| l.trim() == target) {
+                run_cmd(root, "rustup", &["target", "add", target])?;
+            }
+        }
+        let components = output(root, "rustup", &["component", "list", "--installed"])?;
+        for component in ["rustfmt", "clippy"] {
+            if !components.lines().any(|l| l.starts_with(component)) {
+                run_cmd(root, "rustup", &["component", "add", component])?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Fails if the core's normal dependency tree for `target` contains a platform crate.
+fn platform_free(root: &Path, target: &str) -> Res<()> {
+    let tree = output(
+        root,
+        "cargo",
+        &[
+            "tree",
+            "-p",
+            "tapeseal-core",
+            "-e",
+            "normal",
+            "--target",
+            target,
+            "--prefix",
+            "none",
+        ],
+    )?;
+    let found: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| PLATFORM_CRATES.contains(name))
+        .collect();
+    if found.is_empty() {
+        println!("tapeseal-core for {target}: no platform crate in its dependency tree");
+        Ok(())
+    } else {
+        Err(format!("tapeseal-core pulls platform crates for {target}: {found:?}").into())
+    }
+}
+
+pub(crate) fn cargo(root: &Path, args: &[&str]) -> Res<()> {
+    run_cmd(
+        root,
+        &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        args,
+    )
+}
+
+fn run_cmd(root: &Path, program: &str, args: &[&str]) -> Res<()> {
+    println!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` exited with {status}", args.join(" ")).into())
+    }
+}
+
+fn output(root: &Path, program: &str, args: &[&str]) -> Res<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}

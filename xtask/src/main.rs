@@ -1,0 +1,61 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `ci`: every check CI runs, installing what is missing first.
+//! - `vectors [--check]`: regenerate (or verify) `tests/vectors/`.
+//! - `bench`: the criterion benchmarks.
+//! - `demo`: seal, inspect and open sample recordings on this machine.
+
+mod ci;
+mod demo;
+mod vectors;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci                 run every check CI runs (installs rustup targets and components first)
+  vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
+  bench              run the criterion benchmarks (cargo bench -p tapeseal-core)
+  demo               seal, inspect and open sample recordings in target/demo/";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["ci"] => ci::run(&root),
+        ["vectors"] => vectors::run(&root, false),
+        ["vectors", "--check"] => vectors::run(&root, true),
+        ["bench", rest @ ..] => ci::cargo(
+            &root,
+            &[
+                &["bench", "-p", "tapeseal-core", "--bench", "envelope", "--"][..],
+                rest,
+            ]
+            .concat(),
+        ),
+        ["demo"] => demo::run(&root),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
