@@ -417,7 +417,7 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         b
     };
     let ct_offset =
-        14 + 2 + 4 + 32 + 8 + 1 + 2 + header.org_id.len() + 2 + header.recording_id.len() + 2;
+        14 + 2 + 4 + 32 + 8 + 1 + 2 + header.org_id().len() + 2 + header.recording_id().len() + 2;
     fail(
         "flipped-bit-header-content-type",
         decrypt,
@@ -464,7 +464,7 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         &wrong,
     );
 
-    let d = derive(&dek, &header.salt);
+    let d = derive(&dek, header.salt());
     let mut committed = hdr.clone();
     committed[hl - 64] ^= 0x01;
     remac(&mut committed, &d.mac);
@@ -589,7 +589,7 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         }),
         &dek,
     );
-    let ctx_at = ct_offset + header.content_type.len();
+    let ctx_at = ct_offset + header.content_type().len();
     fail(
         "context-count-over-limit",
         header_failure,
@@ -609,7 +609,7 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         let (n, v) = failure(&two, name, header_failure, what, &b, &two_dek);
         out.insert(n, v);
     };
-    // Stanza 2 starts 64 + 384 + 2 + 1 + 2 + 5 bytes before the end of the header.
+    // kek-b's id text starts 64 + 384 + 2 + 1 + 5 bytes before the end of the header.
     let second_id = two_hl - 64 - 384 - 2 - 1 - 5;
     fail2("duplicate-kek-id", "two stanzas both named kek-a", &|b| {
         b[second_id + 4] = b'a'
@@ -622,11 +622,11 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         + 8
         + 1
         + 2
-        + two_header.org_id.len()
+        + two_header.org_id().len()
         + 2
-        + two_header.recording_id.len()
+        + two_header.recording_id().len()
         + 2
-        + two_header.content_type.len();
+        + two_header.content_type().len();
     fail2("unsorted-context", "context keys out of order", &|b| {
         let first = ctx + 2;
         let second = first + 2 + 15 + 2 + 4;

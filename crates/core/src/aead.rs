@@ -17,8 +17,14 @@ pub const NONCE_LEN: usize = 12;
 pub trait ChunkAead: Sized {
     /// Creates the cipher for a 32-byte key.
     fn new(key: &[u8; 32]) -> Self;
-    /// Encrypts `buf` in place and returns the tag.
-    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN];
+    /// Encrypts `buf` in place and returns the tag. Fails only for inputs AES-GCM cannot
+    /// take (over 64 GiB), far above the format's 16 MiB chunks.
+    fn seal(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadError>;
     /// Decrypts `buf` in place if `tag` is valid. On failure `buf` must not be used
     /// (the caller discards it).
     fn open(
@@ -49,12 +55,16 @@ impl ChunkAead for SoftAes256Gcm {
         Self(Aes256Gcm::new(key.into()))
     }
 
-    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        // AES-GCM refuses only inputs over 64 GiB; chunks are at most 16 MiB.
+    fn seal(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadError> {
         self.0
             .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
             .map(Into::into)
-            .unwrap_or([0u8; TAG_LEN])
+            .map_err(|_| AeadError)
     }
 
     fn open(

@@ -127,37 +127,23 @@ pub struct Stanza {
     pub wrapped_dek: Vec<u8>,
 }
 
-/// A parsed envelope header. Everything here is public metadata: none of it is secret,
-/// and none of it is trusted until a DEK has verified the header MAC.
+/// A parsed envelope header, read-only. Everything here is public metadata: none of it
+/// is secret, and none of it is trusted until a DEK has verified the header MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Header {
-    /// Format version (always [`VERSION`] for a parsed header).
-    pub version: u16,
-    /// Algorithm suite.
-    pub suite: u16,
-    /// Plaintext bytes per chunk.
-    pub chunk_size: u32,
-    /// Per-envelope salt for key derivation.
-    pub salt: [u8; SALT_LEN],
-    /// Creation time, Unix milliseconds.
-    pub created_at_ms: u64,
-    /// What the recording is.
-    pub media_kind: MediaKind,
-    /// Owning organisation.
-    pub org_id: String,
-    /// Recording id.
-    pub recording_id: String,
-    /// MIME type of the plaintext.
-    pub content_type: String,
-    /// Authenticated encryption context, sorted by key.
-    pub context: BTreeMap<String, String>,
-    /// Key stanzas, at least one.
-    pub stanzas: Vec<Stanza>,
-    /// Key commitment.
-    pub commitment: [u8; 32],
-    /// Header MAC.
-    pub mac: [u8; MAC_LEN],
+    version: u16,
+    suite: u16,
+    chunk_size: u32,
+    salt: [u8; SALT_LEN],
+    created_at_ms: u64,
+    media_kind: MediaKind,
+    org_id: String,
+    recording_id: String,
+    content_type: String,
+    context: BTreeMap<String, String>,
+    stanzas: Vec<Stanza>,
+    commitment: [u8; 32],
+    mac: [u8; MAC_LEN],
     raw: Vec<u8>,
 }
 
@@ -258,6 +244,71 @@ impl Header {
             mac,
             raw: raw.to_vec(),
         })
+    }
+
+    /// Format version (always [`VERSION`] for a parsed header).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Algorithm suite.
+    pub fn suite(&self) -> u16 {
+        self.suite
+    }
+
+    /// Plaintext bytes per chunk.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Per-envelope salt for key derivation.
+    pub fn salt(&self) -> &[u8; SALT_LEN] {
+        &self.salt
+    }
+
+    /// Creation time, Unix milliseconds.
+    pub fn created_at_ms(&self) -> u64 {
+        self.created_at_ms
+    }
+
+    /// What the recording is.
+    pub fn media_kind(&self) -> MediaKind {
+        self.media_kind
+    }
+
+    /// Owning organisation.
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// Recording id.
+    pub fn recording_id(&self) -> &str {
+        &self.recording_id
+    }
+
+    /// MIME type of the plaintext.
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    /// Authenticated encryption context, sorted by key.
+    pub fn context(&self) -> &BTreeMap<String, String> {
+        &self.context
+    }
+
+    /// Key stanzas, at least one.
+    pub fn stanzas(&self) -> &[Stanza] {
+        &self.stanzas
+    }
+
+    /// Key commitment.
+    pub fn commitment(&self) -> &[u8; 32] {
+        &self.commitment
+    }
+
+    /// Header MAC.
+    pub fn mac(&self) -> &[u8; MAC_LEN] {
+        &self.mac
     }
 
     /// Total header length in bytes; the payload starts here.

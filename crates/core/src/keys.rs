@@ -62,14 +62,56 @@ impl DerivedKeys {
     /// Checks the commitment, then the header MAC, both in constant time. Says only
     /// "could not decrypt" on failure.
     pub(crate) fn verify(&self, header: &Header) -> Result<()> {
-        let commit_ok = self.commitment.ct_eq(&header.commitment);
+        let commit_ok = self.commitment.ct_eq(header.commitment());
         let mut mac = self.mac();
         mac.update(header.mac_input());
-        let mac_ok = mac.verify_slice(&header.mac).is_ok();
+        let mac_ok = mac.verify_slice(header.mac()).is_ok();
         if bool::from(commit_ok) && mac_ok {
             Ok(())
         } else {
             Err(Error::DecryptFailed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aead::{ChunkAead, SoftAes256Gcm, chunk_nonce};
+
+    /// The worked example of docs/FORMAT.md section 3.1, computed independently of
+    /// this crate (Python's hmac and the `cryptography` package).
+    #[test]
+    fn derivations_match_the_spec_example() {
+        let dek = Dek::from_bytes(core::array::from_fn(|i| i as u8));
+        let salt: [u8; 32] = core::array::from_fn(|i| 0x20 + i as u8);
+        let keys = DerivedKeys::derive(&dek, &salt);
+        let hex = |b: &[u8]| hex::encode(b);
+        assert_eq!(
+            hex(keys.payload_key()),
+            "b1f9db48a945826934ab4723472cfe3ca5a3700b6549241e96f9df3e915b60e9"
+        );
+        assert_eq!(
+            hex(&keys.commitment()),
+            "34c984274e172dab7ae08bdf04c8e48fbedf23e01573b036cd64cc54c1d39240"
+        );
+        assert_eq!(
+            hex(keys.mac.as_ref()),
+            "30119ec639311f6e543935a99b32d2c06627d041997c8938e1815fbab54dd9ed"
+        );
+        let tag = SoftAes256Gcm::new(keys.payload_key())
+            .seal(&chunk_nonce(0, true), &[], &mut [])
+            .expect("seal");
+        assert_eq!(hex(&tag), "8ad7d4bbe5ea2b4f1bdc2892b65b3593");
+    }
+
+    #[test]
+    fn nonces_carry_the_index_big_endian_and_the_final_flag() {
+        assert_eq!(chunk_nonce(0, false), [0; 12]);
+        assert_eq!(chunk_nonce(5, true), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1]);
+        assert_eq!(
+            chunk_nonce(0x0102_0304, false),
+            [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0]
+        );
     }
 }

@@ -5,7 +5,7 @@ use core::ops::Range;
 
 use crate::aead::TAG_LEN;
 use crate::error::{Error, Result};
-use crate::header::Header;
+use crate::header::{Header, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 
 /// Most chunks one envelope may hold (the 32-bit chunk limit of the format).
 pub const MAX_CHUNKS: u64 = 1 << 32;
@@ -24,10 +24,19 @@ impl Layout {
     /// Fails with [`Error::OutOfRange`] when no valid envelope has that length (a
     /// truncated or padded file).
     pub fn new(header: &Header, envelope_len: u64) -> Result<Self> {
-        Self::from_parts(header.header_len() as u64, header.chunk_size, envelope_len)
+        Self::from_lengths(
+            header.header_len() as u64,
+            header.chunk_size(),
+            envelope_len,
+        )
     }
 
-    pub(crate) fn from_parts(header_len: u64, chunk_size: u32, envelope_len: u64) -> Result<Self> {
+    /// The layout from raw lengths: what a client that fetched only the 14-byte prefix
+    /// and the chunk size can compute.
+    pub fn from_lengths(header_len: u64, chunk_size: u32, envelope_len: u64) -> Result<Self> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+            return Err(Error::OutOfRange("chunk size outside 16..=16777216"));
+        }
         let bad = Error::OutOfRange("the envelope length is not one a complete envelope can have");
         let chunk_size = u64::from(chunk_size);
         let stride = chunk_size + TAG_LEN as u64;
@@ -80,7 +89,7 @@ impl Layout {
 
     /// Whether `index` is the final chunk.
     pub fn is_last(&self, index: u64) -> bool {
-        index + 1 == self.chunk_count
+        index.checked_add(1) == Some(self.chunk_count)
     }
 
     /// The envelope byte range that holds sealed chunk `index`.

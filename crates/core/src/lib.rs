@@ -21,7 +21,7 @@
 //! let envelope = seal(&mut rng, &dek, &params, &[Recipient::new("kek-a", kek)], b"hello")?;
 //!
 //! let info = tapeseal_core::inspect(&envelope)?;
-//! assert_eq!(info.header.stanzas[0].kek_id, "kek-a");
+//! assert_eq!(info.header.stanzas()[0].kek_id, "kek-a");
 //! assert_eq!(open(&envelope, &dek)?, b"hello");
 //! # Ok::<(), tapeseal_core::Error>(())
 //! ```

@@ -22,7 +22,7 @@ pub struct Decryptor<A: ChunkAead = SoftAes256Gcm> {
 impl<A: ChunkAead> fmt::Debug for Decryptor<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decryptor")
-            .field("recording_id", &self.header.recording_id)
+            .field("recording_id", &self.header.recording_id())
             .finish_non_exhaustive()
     }
 }
@@ -30,7 +30,7 @@ impl<A: ChunkAead> fmt::Debug for Decryptor<A> {
 impl<A: ChunkAead> Decryptor<A> {
     /// Verifies `dek` against the header's key commitment and MAC.
     pub fn new(header: Header, dek: &Dek) -> Result<Self> {
-        let keys = DerivedKeys::derive(dek, &header.salt);
+        let keys = DerivedKeys::derive(dek, header.salt());
         keys.verify(&header)?;
         Ok(Self {
             aead: A::new(keys.payload_key()),
@@ -60,7 +60,7 @@ impl<A: ChunkAead> Decryptor<A> {
         last: bool,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let chunk_size = self.header.chunk_size as usize;
+        let chunk_size = self.header.chunk_size() as usize;
         let body_len = sealed
             .len()
             .checked_sub(TAG_LEN)
@@ -121,7 +121,7 @@ pub struct Opener<A: ChunkAead = SoftAes256Gcm> {
 enum State<A: ChunkAead> {
     Header(Vec<u8>),
     Payload(Box<Payload<A>>),
-    Failed,
+    Failed(Error),
 }
 
 struct Payload<A: ChunkAead> {
@@ -135,7 +135,7 @@ impl<A: ChunkAead> fmt::Debug for Opener<A> {
         let state = match &self.state {
             State::Header(_) => "reading header",
             State::Payload(_) => "reading payload",
-            State::Failed => "failed",
+            State::Failed(_) => "failed",
         };
         f.debug_struct("Opener")
             .field("state", &state)
@@ -161,11 +161,11 @@ impl<A: ChunkAead> Opener<A> {
     }
 
     /// Takes more envelope bytes; appends authenticated plaintext to `out`. After an
-    /// error the opener refuses all further input.
+    /// error the opener refuses all further input, repeating that first error.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let result = self.push_inner(data, out);
-        if result.is_err() {
-            self.state = State::Failed;
+        if let Err(e) = &result {
+            self.state = State::Failed(e.clone());
         }
         result
     }
@@ -190,7 +190,7 @@ impl<A: ChunkAead> Opener<A> {
             }
             let header = Header::parse(buf)?;
             let decryptor = Decryptor::new(header, &self.dek)?;
-            let stride = decryptor.header().chunk_size as usize + TAG_LEN;
+            let stride = decryptor.header().chunk_size() as usize + TAG_LEN;
             self.state = State::Payload(Box::new(Payload {
                 decryptor,
                 pending: Vec::with_capacity(stride),
@@ -204,7 +204,7 @@ impl<A: ChunkAead> Opener<A> {
                     pending,
                     index,
                 } = p.as_mut();
-                let stride = decryptor.header().chunk_size as usize + TAG_LEN;
+                let stride = decryptor.header().chunk_size() as usize + TAG_LEN;
                 while !data.is_empty() {
                     if pending.len() == stride {
                         decryptor.open_chunk_into(*index, pending, false, out)?;
@@ -218,7 +218,7 @@ impl<A: ChunkAead> Opener<A> {
                 Ok(())
             }
             State::Header(_) => Ok(()),
-            State::Failed => Err(Error::DecryptFailed),
+            State::Failed(e) => Err(e.clone()),
         }
     }
 
@@ -230,7 +230,7 @@ impl<A: ChunkAead> Opener<A> {
                 needed: header_len(&buf).unwrap_or(PREFIX_LEN),
                 available: buf.len(),
             }),
-            State::Failed => Err(Error::DecryptFailed),
+            State::Failed(e) => Err(e),
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::seal::Recipient;
 pub enum RewrapMode {
     /// Drop every existing stanza; the new recipients are the only ones.
     Replace,
-    /// Keep existing stanzas and add the new recipients; a recipient whose KEK id is
-    /// already present replaces that stanza.
+    /// Keep existing stanzas and add the new recipients after them; a recipient whose
+    /// KEK id is already present replaces that stanza, which moves to the end.
     Add,
 }
 
@@ -32,12 +32,12 @@ pub fn rewrap_header<R: CryptoRng + ?Sized>(
     mode: RewrapMode,
 ) -> Result<Header> {
     let old = Header::parse(bytes)?;
-    let keys = DerivedKeys::derive(dek, &old.salt);
+    let keys = DerivedKeys::derive(dek, old.salt());
     keys.verify(&old)?;
     let mut stanzas: Vec<Stanza> = match mode {
         RewrapMode::Replace => Vec::new(),
         RewrapMode::Add => old
-            .stanzas
+            .stanzas()
             .iter()
             .filter(|s| recipients.iter().all(|r| r.kek_id != s.kek_id))
             .cloned()

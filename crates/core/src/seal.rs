@@ -9,7 +9,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use crate::aead::{ChunkAead, SoftAes256Gcm, chunk_nonce};
+use crate::aead::{ChunkAead, SoftAes256Gcm, TAG_LEN, chunk_nonce};
 use crate::dek::Dek;
 use crate::error::{Error, Result};
 use crate::header::{DEFAULT_CHUNK_SIZE, Header, HeaderFields, MediaKind, SALT_LEN, Stanza};
@@ -92,7 +92,7 @@ impl SealParams {
         }
     }
 
-    /// Adds an encryption-context entry.
+    /// Adds an encryption-context entry; a key that is already present gets the new value.
     pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.context.insert(key.into(), value.into());
         self
@@ -122,7 +122,7 @@ pub struct Sealer<A: ChunkAead = SoftAes256Gcm> {
 impl<A: ChunkAead> fmt::Debug for Sealer<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealer")
-            .field("recording_id", &self.header.recording_id)
+            .field("recording_id", &self.header.recording_id())
             .field("chunks_sealed", &self.index)
             .finish_non_exhaustive()
     }
@@ -210,9 +210,13 @@ impl<A: ChunkAead> Sealer<A> {
         }
         let start = out.len();
         out.extend_from_slice(&self.pending);
-        let tag = self
+        let sealed = self
             .aead
             .seal(&chunk_nonce(self.index, last), &[], &mut out[start..]);
+        let Ok(tag) = sealed else {
+            out.truncate(start);
+            return Err(Error::LimitExceeded("the AEAD refused the chunk"));
+        };
         out.extend_from_slice(&tag);
         self.pending.clear();
         self.index += 1;
@@ -230,7 +234,14 @@ pub fn seal<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>> {
     let mut sealer = Sealer::<SoftAes256Gcm>::new(rng, dek, params, recipients)?;
     let chunks = plaintext.len() / params.chunk_size.max(1) as usize + 1;
-    let mut out = Vec::with_capacity(sealer.header().header_len() + plaintext.len() + chunks * 16);
+    let capacity = chunks
+        .checked_mul(TAG_LEN)
+        .and_then(|tags| tags.checked_add(plaintext.len()))
+        .and_then(|n| n.checked_add(sealer.header().header_len()))
+        .ok_or(Error::LimitExceeded("the envelope would not fit in memory"))?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(capacity)
+        .map_err(|_| Error::LimitExceeded("the envelope would not fit in memory"))?;
     sealer.push(plaintext, &mut out)?;
     sealer.finish(&mut out)?;
     Ok(out)

@@ -105,30 +105,30 @@ fn success_vectors_inspect_as_recorded_and_unwrap_with_their_keks() {
     for v in vectors().into_iter().filter(|v| v.expect == "success") {
         let info = inspect(&v.envelope).expect("inspect");
         let h = &v.json["header"];
-        assert_eq!(info.header.org_id, h["org_id"].as_str().expect("org"));
+        assert_eq!(info.header.org_id(), h["org_id"].as_str().expect("org"));
         assert_eq!(
-            info.header.recording_id,
+            info.header.recording_id(),
             h["recording_id"].as_str().expect("rec")
         );
         assert_eq!(
-            info.header.media_kind.name(),
+            info.header.media_kind().name(),
             h["media_kind"].as_str().expect("kind")
         );
         assert_eq!(
-            info.header.content_type,
+            info.header.content_type(),
             h["content_type"].as_str().expect("ct")
         );
         assert_eq!(
-            info.header.created_at_ms,
+            info.header.created_at_ms(),
             h["created_at_ms"].as_u64().expect("time")
         );
         assert_eq!(
-            u64::from(info.header.chunk_size),
+            u64::from(info.header.chunk_size()),
             h["chunk_size"].as_u64().expect("chunk")
         );
         let context: std::collections::BTreeMap<String, String> =
             serde_json::from_value(h["context"].clone()).expect("context");
-        assert_eq!(info.header.context, context, "{}", v.name);
+        assert_eq!(info.header.context(), &context, "{}", v.name);
         let layout = info.layout.expect("whole envelope has a layout");
         assert_eq!(
             layout.plaintext_len(),
@@ -136,8 +136,8 @@ fn success_vectors_inspect_as_recorded_and_unwrap_with_their_keks() {
         );
         assert_eq!(layout.envelope_len(), v.envelope.len() as u64);
         let stanzas = h["stanzas"].as_array().expect("stanzas");
-        assert_eq!(info.header.stanzas.len(), stanzas.len(), "{}", v.name);
-        for (stanza, expected) in info.header.stanzas.iter().zip(stanzas) {
+        assert_eq!(info.header.stanzas().len(), stanzas.len(), "{}", v.name);
+        for (stanza, expected) in info.header.stanzas().iter().zip(stanzas) {
             assert_eq!(stanza.kek_id, expected["kek_id"].as_str().expect("id"));
             assert_eq!(
                 stanza.algorithm.name(),

@@ -1,0 +1,376 @@
+//! The core's public API beyond the vectors: key parsing, secrets in `Debug`,
+//! rewrap, streaming memory bounds, parameter checks and error wording.
+
+mod common;
+
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rsa::pkcs1::{EncodeRsaPublicKey, LineEnding};
+use rsa::pkcs8::EncodePublicKey;
+use rsa::traits::PublicKeyParts;
+use tapeseal_core::{
+    Decryptor, Dek, Error, Header, KekPublicKey, Layout, MediaKind, Opener, Recipient, RewrapMode,
+    SealParams, Sealer, WrapAlgorithm, inspect, open, rewrap, rewrap_header, seal,
+};
+
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(42)
+}
+
+fn params() -> SealParams {
+    SealParams::new(
+        "org-1",
+        "rec-1",
+        MediaKind::Call,
+        "audio/wav",
+        1_700_000_000_000,
+    )
+    .with_chunk_size(1024)
+}
+
+fn kek_a() -> Recipient {
+    Recipient::new("kek-a", common::kek_public("kek-a"))
+}
+
+fn kek_b() -> Recipient {
+    Recipient::new("kek-b", common::kek_public("kek-b")).with_algorithm(WrapAlgorithm::RsaOaepSha1)
+}
+
+#[test]
+fn kek_public_keys_parse_from_every_supported_encoding() {
+    let public = common::kek_private("kek-a").to_public_key();
+    let spki_der = public.to_public_key_der().expect("spki").into_vec();
+    let pkcs1_der = public.to_pkcs1_der().expect("pkcs1").into_vec();
+    let spki_pem = public.to_public_key_pem(LineEnding::LF).expect("pem");
+    let pkcs1_pem = public.to_pkcs1_pem(LineEnding::CRLF).expect("pem");
+    let keys = [
+        KekPublicKey::from_der(&spki_der).expect("SPKI DER"),
+        KekPublicKey::from_der(&pkcs1_der).expect("PKCS#1 DER"),
+        KekPublicKey::from_pem(&spki_pem).expect("SPKI PEM"),
+        KekPublicKey::from_pem(&pkcs1_pem).expect("PKCS#1 PEM"),
+        KekPublicKey::from_pem_or_der(pkcs1_pem.as_bytes()).expect("sniffed PEM"),
+        KekPublicKey::from_pem_or_der(&spki_der).expect("sniffed DER"),
+    ];
+    for key in &keys {
+        assert_eq!(key, &keys[0]);
+        assert_eq!(key.bits(), 3072);
+        assert_eq!(key.wrapped_len(), 384);
+        assert_eq!(key.to_spki_der().expect("encode"), spki_der);
+    }
+}
+
+#[test]
+fn weak_or_malformed_keks_are_refused_with_a_reason() {
+    let mut rng = rng();
+    let small = rsa::PrivateKey::new(&mut rng, 2048)
+        .expect("keygen")
+        .to_public_key();
+    let pem = small.to_public_key_pem(LineEnding::LF).expect("pem");
+    let err = KekPublicKey::from_pem(&pem).expect_err("2048-bit refused");
+    assert!(err.to_string().contains("3072 or 4096"), "{err}");
+
+    let base = common::kek_private("kek-a").to_public_key();
+    let e3 = rsa::PublicKey::new(base.n().as_ref().clone(), rsa::BoxedUint::from(3u32))
+        .expect("e=3 key");
+    let err = KekPublicKey::from_der(&e3.to_pkcs1_der().expect("der").into_vec())
+        .expect_err("e=3 refused");
+    assert!(err.to_string().contains("exponent"), "{err}");
+
+    for junk in [
+        &b""[..],
+        b"not a key",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+    ] {
+        assert!(matches!(
+            KekPublicKey::from_pem_or_der(junk),
+            Err(Error::InvalidKey(_))
+        ));
+    }
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let hex_dek: String = dek.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let debug = format!("{dek:?}");
+    assert_eq!(debug, "Dek([redacted])");
+    let sealer: Sealer = Sealer::new(&mut rng, &dek, &params(), &[kek_a()]).expect("sealer");
+    let opener: Opener = Opener::new(&dek);
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], b"x").expect("seal");
+    let decryptor: Decryptor =
+        Decryptor::new(Header::parse(&envelope).expect("header"), &dek).expect("verified");
+    for text in [
+        format!("{sealer:?}"),
+        format!("{opener:?}"),
+        format!("{decryptor:?}"),
+        format!("{:?}", kek_a()),
+    ] {
+        assert!(!text.contains(&hex_dek), "{text}");
+        assert!(!text.contains(&format!("{:?}", dek.as_bytes())), "{text}");
+    }
+    assert!(Dek::from_slice(&[0u8; 31]).is_err());
+}
+
+#[test]
+fn decrypt_errors_say_only_could_not_decrypt() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], b"secret").expect("seal");
+    let other = Dek::generate(&mut rng);
+    let mut tampered = envelope.clone();
+    *tampered.last_mut().expect("byte") ^= 1;
+    for (bytes, key) in [(&envelope, &other), (&tampered, &dek)] {
+        let err = open(bytes, key).expect_err("refused");
+        assert_eq!(err, Error::DecryptFailed);
+        assert_eq!(err.to_string(), "could not decrypt");
+    }
+}
+
+#[test]
+fn rewrap_replaces_or_adds_stanzas_and_leaves_every_payload_byte_alone() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let plain: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], &plain).expect("seal");
+    let old_len = Header::parse(&envelope).expect("header").header_len();
+
+    let replaced =
+        rewrap(&mut rng, &envelope, &dek, &[kek_b()], RewrapMode::Replace).expect("rewrap");
+    let new_header = Header::parse(&replaced).expect("header");
+    assert_eq!(
+        &replaced[new_header.header_len()..],
+        &envelope[old_len..],
+        "payload bytes changed"
+    );
+    let ids: Vec<_> = new_header
+        .stanzas()
+        .iter()
+        .map(|s| s.kek_id.as_str())
+        .collect();
+    assert_eq!(ids, ["kek-b"]);
+    assert_eq!(
+        new_header.stanzas()[0].algorithm,
+        WrapAlgorithm::RsaOaepSha1
+    );
+    assert_eq!(open(&replaced, &dek).expect("opens"), plain);
+
+    let added = rewrap(&mut rng, &replaced, &dek, &[kek_a()], RewrapMode::Add).expect("add");
+    let added_header = Header::parse(&added).expect("header");
+    let ids: Vec<_> = added_header
+        .stanzas()
+        .iter()
+        .map(|s| s.kek_id.as_str())
+        .collect();
+    assert_eq!(ids, ["kek-b", "kek-a"]);
+    assert_eq!(&added[added_header.header_len()..], &envelope[old_len..]);
+    assert_eq!(open(&added, &dek).expect("opens"), plain);
+    let old_header = Header::parse(&envelope).expect("header");
+    assert_eq!(added_header.salt(), old_header.salt());
+    assert_eq!(added_header.commitment(), old_header.commitment());
+
+    // Re-adding a KEK that is present replaces its stanza instead of duplicating it.
+    let again = rewrap_header(&mut rng, &added, &dek, &[kek_a()], RewrapMode::Add).expect("add");
+    assert_eq!(again.stanzas().len(), 2);
+
+    let stranger = Dek::generate(&mut rng);
+    assert_eq!(
+        rewrap(
+            &mut rng,
+            &envelope,
+            &stranger,
+            &[kek_b()],
+            RewrapMode::Replace
+        ),
+        Err(Error::DecryptFailed)
+    );
+    assert!(matches!(
+        rewrap(&mut rng, &envelope, &dek, &[], RewrapMode::Replace),
+        Err(Error::InvalidParameter(_))
+    ));
+}
+
+#[test]
+fn the_sealer_emits_each_chunk_as_soon_as_it_is_known_not_to_be_last() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let mut sealer: Sealer = Sealer::new(&mut rng, &dek, &params(), &[kek_a()]).expect("sealer");
+    let header_len = sealer.header().header_len();
+    let mut out = Vec::new();
+    sealer.push(&[1u8; 1024], &mut out).expect("push");
+    assert_eq!(
+        out.len(),
+        header_len,
+        "a full chunk is held until more data arrives"
+    );
+    sealer.push(&[2u8; 3000], &mut out).expect("push");
+    assert_eq!(
+        out.len(),
+        header_len + 3 * (1024 + 16),
+        "three chunks out, 952 bytes held"
+    );
+    sealer.finish(&mut out).expect("finish");
+    assert_eq!(out.len(), header_len + 4024 + 4 * 16);
+
+    let mut opener: Opener = Opener::new(&dek);
+    let mut plain = Vec::new();
+    opener
+        .push(&out[..header_len + 1040], &mut plain)
+        .expect("push");
+    assert!(
+        plain.is_empty(),
+        "a chunk is released only once it cannot be the last"
+    );
+    opener
+        .push(&out[header_len + 1040..header_len + 1041], &mut plain)
+        .expect("push");
+    assert_eq!(plain, [1u8; 1024]);
+    assert_eq!(opener.header().expect("verified").recording_id(), "rec-1");
+}
+
+#[test]
+fn an_opener_refuses_input_after_a_failure() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let wrong = Dek::generate(&mut rng);
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], &[0u8; 4000]).expect("seal");
+    let mut opener: Opener = Opener::new(&wrong);
+    let mut out = Vec::new();
+    assert_eq!(opener.push(&envelope, &mut out), Err(Error::DecryptFailed));
+    assert_eq!(opener.push(&envelope, &mut out), Err(Error::DecryptFailed));
+    assert!(out.is_empty());
+    assert_eq!(opener.finish(&mut out), Err(Error::DecryptFailed));
+
+    let empty: Opener = Opener::new(&dek);
+    assert!(matches!(
+        empty.finish(&mut out),
+        Err(Error::IncompleteHeader { .. })
+    ));
+}
+
+#[test]
+fn random_access_opens_any_chunk_and_refuses_misplaced_ones() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let plain: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], &plain).expect("seal");
+    let info = inspect(&envelope).expect("inspect");
+    let layout = info.layout.expect("layout");
+    assert_eq!(layout.chunk_count(), 10);
+    let decryptor: Decryptor = Decryptor::new(info.header, &dek).expect("verified");
+    let slice = |r: std::ops::Range<u64>| &envelope[r.start as usize..r.end as usize];
+    let (range, first) = layout.ciphertext_range_for(5000..5100).expect("range");
+    assert_eq!(first, 4);
+    let chunk = decryptor
+        .open_chunk(4, slice(range), false)
+        .expect("chunk 4");
+    assert_eq!(chunk, &plain[4096..5120]);
+    let last = decryptor
+        .open_chunk(9, slice(layout.chunk_range(9).expect("range")), true)
+        .expect("last chunk");
+    assert_eq!(last, &plain[9216..]);
+    // The right bytes under the wrong index or final flag do not open.
+    let four = slice(layout.chunk_range(4).expect("range"));
+    assert!(decryptor.open_chunk(5, four, false).is_err());
+    assert!(decryptor.open_chunk(4, four, true).is_err());
+    assert!(layout.chunk_range(10).is_err());
+    assert!(layout.chunks_for(0..0).is_err());
+    assert!(layout.chunks_for(0..10_001).is_err());
+    assert!(Layout::new(decryptor.header(), envelope.len() as u64 - 790).is_err());
+}
+
+#[test]
+fn parameters_the_format_cannot_carry_are_refused_before_sealing() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let long = "x".repeat(257);
+    let cases = [
+        SealParams {
+            org_id: String::new(),
+            ..params()
+        },
+        SealParams {
+            recording_id: long.clone(),
+            ..params()
+        },
+        SealParams {
+            content_type: "audio/wav\n".into(),
+            ..params()
+        },
+        SealParams {
+            chunk_size: 15,
+            ..params()
+        },
+        SealParams {
+            chunk_size: 16 * 1024 * 1024 + 1,
+            ..params()
+        },
+        params().with_context("", "empty key"),
+        params().with_context("k", "v".repeat(1025)),
+        params().with_context("nul", "a\0b"),
+    ];
+    for p in cases {
+        let err = seal(&mut rng, &dek, &p, &[kek_a()], b"x").expect_err("refused");
+        assert!(matches!(err, Error::InvalidParameter(_)), "{p:?}: {err:?}");
+    }
+    assert!(matches!(
+        seal(&mut rng, &dek, &params(), &[], b"x"),
+        Err(Error::InvalidParameter(_))
+    ));
+    let seventeen: Vec<Recipient> = (0..17)
+        .map(|i| Recipient::new(format!("kek-{i}"), common::kek_public("kek-a")))
+        .collect();
+    assert!(matches!(
+        seal(&mut rng, &dek, &params(), &seventeen, b"x"),
+        Err(Error::InvalidParameter(_))
+    ));
+    let sixteen = &seventeen[..16];
+    let envelope = seal(&mut rng, &dek, &params(), sixteen, b"x").expect("16 stanzas fit");
+    assert_eq!(
+        inspect(&envelope).expect("inspect").header.stanzas().len(),
+        16
+    );
+    let twins = [kek_a(), kek_a()];
+    assert!(matches!(
+        seal(&mut rng, &dek, &params(), &twins, b"x"),
+        Err(Error::InvalidParameter(_))
+    ));
+}
+
+#[test]
+fn every_media_kind_round_trips_by_id_and_name() {
+    for kind in MediaKind::ALL {
+        assert_eq!(MediaKind::from_id(kind.id()), Some(kind));
+        assert_eq!(MediaKind::from_name(kind.name()), Some(kind));
+        let mut rng = rng();
+        let dek = Dek::generate(&mut rng);
+        let p = SealParams {
+            media_kind: kind,
+            ..params()
+        };
+        let envelope = seal(&mut rng, &dek, &p, &[kek_a()], b"body").expect("seal");
+        assert_eq!(
+            inspect(&envelope).expect("inspect").header.media_kind(),
+            kind
+        );
+    }
+    assert_eq!(MediaKind::from_id(0), None);
+    assert_eq!(
+        WrapAlgorithm::from_name("rsa-oaep-sha1"),
+        Some(WrapAlgorithm::RsaOaepSha1)
+    );
+    assert_eq!(WrapAlgorithm::from_id(3), None);
+}
+
+#[test]
+fn an_opener_keeps_reporting_its_first_error() {
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let mut envelope = seal(&mut rng, &dek, &params(), &[kek_a()], b"x").expect("seal");
+    envelope[9] = 2;
+    let mut opener: Opener = Opener::new(&dek);
+    let mut out = Vec::new();
+    assert_eq!(opener.push(&envelope, &mut out), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(opener.push(b"more", &mut out), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(opener.finish(&mut out), Err(Error::UnsupportedVersion(2)));
+}
