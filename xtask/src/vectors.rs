@@ -28,7 +28,8 @@ use tapeseal_core::{
 };
 
 const KEY_SEED: u64 = 0x7a9e_5ea1_0000_0000;
-const KEKS: [&str; 2] = ["kek-a", "kek-b"];
+/// Vector KEKs: id and modulus size.
+const KEKS: [(&str, usize); 3] = [("kek-a", 3072), ("kek-b", 3072), ("kek-c", 4096)];
 const INLINE_PLAINTEXT_MAX: usize = 64 * 1024;
 const CREATED_AT_MS: u64 = 1_767_225_600_000;
 
@@ -86,7 +87,7 @@ struct Kek {
 fn load_or_make_keys(dir: &Path, check: bool) -> Res<Vec<Kek>> {
     fs::create_dir_all(dir)?;
     let mut keys = Vec::new();
-    for (n, id) in KEKS.iter().enumerate() {
+    for (n, (id, bits)) in KEKS.iter().enumerate() {
         let private_path = dir.join(format!("{id}.private.pem"));
         let public_path = dir.join(format!("{id}.public.pem"));
         let private = if private_path.exists() {
@@ -95,7 +96,7 @@ fn load_or_make_keys(dir: &Path, check: bool) -> Res<Vec<Kek>> {
             return Err(format!("{} is missing", private_path.display()).into());
         } else {
             let mut rng = ChaCha20Rng::seed_from_u64(KEY_SEED + n as u64);
-            let key = rsa::PrivateKey::new(&mut rng, 3072)?;
+            let key = rsa::PrivateKey::new(&mut rng, *bits)?;
             fs::write(&private_path, key.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
             key
         };
@@ -313,6 +314,14 @@ fn build(keys: &[Kek]) -> Res<BTreeMap<String, Value>> {
         777,
         params(Email, "message/rfc822", 1024, "wrap-rsa-oaep-sha1"),
         &[(1, RsaOaepSha1)],
+    )?);
+    add(&make_case(
+        "wrap-rsa-4096",
+        "a 4096-bit KEK (512-byte wrapped DEK), RSA-OAEP-SHA256",
+        keys,
+        2500,
+        params(Other, "application/octet-stream", 1024, "wrap-rsa-4096"),
+        &[(2, RsaOaepSha256)],
     )?);
     let two = make_case(
         "two-stanzas",

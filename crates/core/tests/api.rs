@@ -370,7 +370,13 @@ fn an_opener_keeps_reporting_its_first_error() {
     envelope[9] = 2;
     let mut opener: Opener = Opener::new(&dek);
     let mut out = Vec::new();
-    assert_eq!(opener.push(&envelope, &mut out), Err(Error::UnsupportedVersion(2)));
-    assert_eq!(opener.push(b"more", &mut out), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(
+        opener.push(&envelope, &mut out),
+        Err(Error::UnsupportedVersion(2))
+    );
+    assert_eq!(
+        opener.push(b"more", &mut out),
+        Err(Error::UnsupportedVersion(2))
+    );
     assert_eq!(opener.finish(&mut out), Err(Error::UnsupportedVersion(2)));
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
+use common::open_streaming;
+
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use tapeseal_core::{
-    Dek, Error, Layout, MediaKind, Opener, Recipient, SealParams, Sealer, inspect, open, seal,
-};
+use tapeseal_core::{Dek, Layout, MediaKind, Recipient, SealParams, Sealer, inspect, open, seal};
 
 fn recipients() -> Vec<Recipient> {
     vec![Recipient::new("kek-a", common::kek_public("kek-a"))]
@@ -33,16 +33,6 @@ fn seal_streaming(
     }
     sealer.finish(&mut out).expect("finish");
     out
-}
-
-fn open_streaming(envelope: &[u8], dek: &Dek, step: usize) -> Result<Vec<u8>, Error> {
-    let mut opener: Opener = Opener::new(dek);
-    let mut out = Vec::new();
-    for piece in envelope.chunks(step.max(1)) {
-        opener.push(piece, &mut out)?;
-    }
-    opener.finish(&mut out)?;
-    Ok(out)
 }
 
 proptest! {

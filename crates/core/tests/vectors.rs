@@ -3,20 +3,12 @@
 
 mod common;
 
+use common::open_streaming;
+
 use common::{b64, category, kek_private, vectors};
 use rsa::Oaep;
 use sha2::{Digest, Sha256};
-use tapeseal_core::{Decryptor, Dek, Error, Header, Layout, Opener, inspect, open};
-
-fn open_streaming(envelope: &[u8], dek: &Dek, step: usize) -> Result<Vec<u8>, Error> {
-    let mut opener: Opener = Opener::new(dek);
-    let mut out = Vec::new();
-    for piece in envelope.chunks(step.max(1)) {
-        opener.push(piece, &mut out)?;
-    }
-    opener.finish(&mut out)?;
-    Ok(out)
-}
+use tapeseal_core::{Decryptor, Dek, Error, Header, Layout, inspect, open};
 
 fn open_random_access(envelope: &[u8], dek: &Dek) -> Result<Vec<u8>, Error> {
     let header = Header::parse(envelope)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
-use tapeseal_core::{Error, KekPublicKey};
+use tapeseal_core::{Dek, Error, KekPublicKey, Opener};
 
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
@@ -73,4 +73,15 @@ pub fn kek_private(id: &str) -> rsa::PrivateKey {
     let pem = std::fs::read_to_string(vectors_dir().join(format!("keys/{id}.private.pem")))
         .expect("private key file");
     rsa::PrivateKey::from_pkcs8_pem(&pem).expect("valid private key")
+}
+
+/// Opens an envelope through the streaming `Opener`, pushing `step` bytes at a time.
+pub fn open_streaming(envelope: &[u8], dek: &Dek, step: usize) -> Result<Vec<u8>, Error> {
+    let mut opener: Opener = Opener::new(dek);
+    let mut out = Vec::new();
+    for piece in envelope.chunks(step.max(1)) {
+        opener.push(piece, &mut out)?;
+    }
+    opener.finish(&mut out)?;
+    Ok(out)
 }
