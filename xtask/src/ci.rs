@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Targets the core must build for, with no platform crate in its tree.
 const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
@@ -35,6 +35,22 @@ pub(crate) fn run(root: &Path) -> Res<()> {
             ],
         )
     })?;
+    step("clippy for the wasm face on wasm32", || {
+        cargo(
+            root,
+            &[
+                "clippy",
+                "-p",
+                "tapeseal-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
     step("tests", || cargo(root, &["test", "--workspace"]))?;
     for target in WASM_TARGETS {
         step(&format!("core for {target}"), || {
@@ -43,11 +59,12 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         })?;
     }
     step("vectors are current", || crate::vectors::run(root, true))?;
+    crate::npm::test(root)?;
     println!("\nxtask ci: all checks passed");
     Ok(())
 }
 
-fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
+pub(crate) fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
     println!("\n==> {name}");
     f().map_err(|e| format!("step '{name}' failed: {e}").into())
 }
@@ -67,7 +84,11 @@ fn install(root: &Path) -> Res<()> {
             }
         }
         Ok(())
-    })
+    })?;
+    step(
+        "JavaScript toolchain: wasm-bindgen-cli, Node, Chromium, npm packages",
+        || crate::npm::install(root),
+    )
 }
 
 /// Fails if the core's normal dependency tree for `target` contains a platform crate.
@@ -101,19 +122,28 @@ fn platform_free(root: &Path, target: &str) -> Res<()> {
 }
 
 pub(crate) fn cargo(root: &Path, args: &[&str]) -> Res<()> {
-    run_cmd(
-        root,
-        &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
-        args,
-    )
+    cargo_env(root, args, &[])
+}
+
+/// Runs cargo (the one running xtask) with extra environment variables.
+pub(crate) fn cargo_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Res<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_in(root, &cargo, args, env)
 }
 
 fn run_cmd(root: &Path, program: &str, args: &[&str]) -> Res<()> {
+    run_in(root, program, args, &[])
+}
+
+/// Runs a program in `dir`, echoing the command, failing on a non-zero exit.
+pub(crate) fn run_in(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Res<()> {
     println!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
-        .current_dir(root)
-        .status()?;
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -4,9 +4,11 @@
 //! - `vectors [--check]`: regenerate (or verify) `tests/vectors/`.
 //! - `bench`: the criterion benchmarks.
 //! - `demo`: seal, inspect and open sample recordings on this machine.
+//! - `npm`: build the npm package into `target/npm/tapeseal` and pack it.
 
 mod ci;
 mod demo;
+mod npm;
 mod vectors;
 
 use std::path::PathBuf;
@@ -17,8 +19,11 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci                 run every check CI runs (installs rustup targets and components first)
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
-  bench              run the criterion benchmarks (cargo bench -p tapeseal-core)
-  demo               seal, inspect and open sample recordings in target/demo/";
+  bench              run the criterion benchmarks (cargo bench -p tapeseal-core), then the
+                     npm package's seal/open throughput in Node and headless Chromium
+  demo               seal, inspect and open sample recordings in target/demo/
+  npm [--test]       build the npm package into target/npm/tapeseal and pack it;
+                     with --test, also run its Node, Chromium and consumer tests";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,8 +44,11 @@ fn main() -> ExitCode {
                 rest,
             ]
             .concat(),
-        ),
+        )
+        .and_then(|()| npm::bench(&root)),
         ["demo"] => demo::run(&root),
+        ["npm"] => npm::pack(&root).map(|_| ()),
+        ["npm", "--test"] => npm::install(&root).and_then(|()| npm::test(&root)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

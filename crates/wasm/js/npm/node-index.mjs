@@ -1,0 +1,2 @@
+// Node ES module entry: the CommonJS build loads the WebAssembly module synchronously.
+export * from "./tapeseal.js";

@@ -1,0 +1,268 @@
+//! The npm package `tapeseal`: build it (`cargo xtask npm`), test it as a consumer
+//! would, and run the wasm-bindgen tests in Node and headless Chromium.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ci::{Res, cargo_env, run_in, step};
+
+/// Must equal the `wasm-bindgen` pin in the workspace Cargo.toml.
+pub(crate) const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// `target/npm/tapeseal`: the package directory.
+pub(crate) fn package_dir(root: &Path) -> PathBuf {
+    root.join("target/npm/tapeseal")
+}
+
+fn harness_dir(root: &Path) -> PathBuf {
+    root.join("crates/wasm/js")
+}
+
+/// Installs what the JS side needs: wasm-bindgen-cli at the pinned version, Node and
+/// npm, Chromium and its driver, and the harness's locked npm packages.
+pub(crate) fn install(root: &Path) -> Res<()> {
+    let current = Command::new("wasm-bindgen").arg("--version").output().ok();
+    let have = current
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if have.as_deref() != Some(&format!("wasm-bindgen {WASM_BINDGEN_VERSION}")) {
+        cargo_env(
+            root,
+            &[
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                &format!("={WASM_BINDGEN_VERSION}"),
+            ],
+            &[],
+        )?;
+    }
+    let missing: Vec<&str> = [
+        ("node", "nodejs"),
+        ("npm", "npm"),
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| !on_path(bin))
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
+        run_in(root, "apt-get", &["update", "-qq"], &[])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        run_in(
+            root,
+            "apt-get",
+            &args,
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+    run_in(
+        &harness_dir(root),
+        "npm",
+        &["ci", "--no-audit", "--no-fund"],
+        &[],
+    )
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+/// Builds the package into `target/npm/tapeseal`.
+pub(crate) fn build(root: &Path) -> Res<PathBuf> {
+    cargo_env(
+        root,
+        &[
+            "build",
+            "-p",
+            "tapeseal-wasm",
+            "--target",
+            WASM_TARGET,
+            "--release",
+        ],
+        &[],
+    )?;
+    let wasm = root.join(format!("target/{WASM_TARGET}/release/tapeseal_wasm.wasm"));
+    let pkg = package_dir(root);
+    if pkg.exists() {
+        fs::remove_dir_all(&pkg)?;
+    }
+    for (target, dir) in [("web", "web"), ("nodejs", "node")] {
+        let out = pkg.join(dir);
+        let out_str = out.to_string_lossy().to_string();
+        let wasm_str = wasm.to_string_lossy().to_string();
+        run_in(
+            root,
+            "wasm-bindgen",
+            &[
+                "--target",
+                target,
+                "--out-dir",
+                &out_str,
+                "--out-name",
+                "tapeseal",
+                &wasm_str,
+            ],
+            &[],
+        )?;
+    }
+    let npm = harness_dir(root).join("npm");
+    fs::copy(npm.join("web-index.js"), pkg.join("web/index.js"))?;
+    fs::copy(npm.join("web-index.d.ts"), pkg.join("web/index.d.ts"))?;
+    fs::copy(npm.join("node-index.mjs"), pkg.join("node/index.mjs"))?;
+    fs::copy(npm.join("node-package.json"), pkg.join("node/package.json"))?;
+    fs::copy(npm.join("README.md"), pkg.join("README.md"))?;
+    let manifest = fs::read_to_string(npm.join("package.json.in"))?
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    fs::write(pkg.join("package.json"), manifest)?;
+    let wasm_len = fs::metadata(pkg.join("web/tapeseal_bg.wasm"))?.len();
+    let gz = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(pkg.join("web/tapeseal_bg.wasm"))
+        .output()?;
+    println!(
+        "built {}: tapeseal_bg.wasm {wasm_len} bytes, {} bytes gzipped (-9)",
+        pkg.display(),
+        gz.stdout.len()
+    );
+    Ok(pkg)
+}
+
+/// Packs the package with `npm pack`; returns the tarball.
+pub(crate) fn pack(root: &Path) -> Res<PathBuf> {
+    let pkg = build(root)?;
+    let dest = root.join("target/npm");
+    let out = Command::new("npm")
+        .args(["pack", "--pack-destination"])
+        .arg(&dest)
+        .current_dir(&pkg)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("npm pack failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let name = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let tarball = dest.join(name);
+    println!(
+        "packed {} ({} bytes)",
+        tarball.display(),
+        fs::metadata(&tarball)?.len()
+    );
+    Ok(tarball)
+}
+
+/// Everything the package is tested with.
+pub(crate) fn test(root: &Path) -> Res<()> {
+    step("wasm-bindgen tests in Node", || {
+        cargo_env(
+            root,
+            &["test", "-p", "tapeseal-wasm", "--target", WASM_TARGET],
+            &[],
+        )
+    })?;
+    step("wasm-bindgen tests in headless Chromium", || {
+        cargo_env(
+            root,
+            &["test", "-p", "tapeseal-wasm", "--target", WASM_TARGET],
+            &[("WASM_BINDGEN_USE_BROWSER", "1")],
+        )
+    })?;
+    let tarball = step_value("npm pack", || pack(root))?;
+    step("the packed tarball in a fresh Node project", || {
+        consumer(root, &tarball)
+    })
+}
+
+fn step_value<T>(name: &str, f: impl FnOnce() -> Res<T>) -> Res<T> {
+    let mut out = None;
+    step(name, || {
+        out = Some(f()?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| "step produced nothing".into())
+}
+
+/// Installs the tarball into a new temporary project and runs the consumer scripts,
+/// the type check and the JS test suites against `import "tapeseal"`.
+fn consumer(root: &Path, tarball: &Path) -> Res<()> {
+    let dir = std::env::temp_dir().join(format!("tapeseal-consumer-{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    let harness = harness_dir(root);
+    let result = (|| -> Res<()> {
+        run_in(&dir, "npm", &["init", "-y"], &[])?;
+        let tgz = tarball.to_string_lossy().to_string();
+        run_in(
+            &dir,
+            "npm",
+            &["install", "--no-audit", "--no-fund", &tgz],
+            &[],
+        )?;
+        for file in [
+            "consumer.mjs",
+            "consumer.cjs",
+            "consumer.ts",
+            "tsconfig.json",
+        ] {
+            fs::copy(harness.join("consumer").join(file), dir.join(file))?;
+        }
+        fs::create_dir_all(dir.join("test"))?;
+        for entry in fs::read_dir(harness.join("test"))? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                fs::copy(&path, dir.join("test").join(name))?;
+            }
+        }
+        let vectors = root.join("tests/vectors");
+        let kek = vectors
+            .join("keys/kek-a.public.pem")
+            .to_string_lossy()
+            .to_string();
+        let vector = vectors
+            .join("two-stanzas.json")
+            .to_string_lossy()
+            .to_string();
+        run_in(&dir, "node", &["consumer.mjs", &kek, &vector], &[])?;
+        run_in(&dir, "node", &["consumer.cjs", &kek], &[])?;
+        let tsc = harness
+            .join("node_modules/typescript/bin/tsc")
+            .to_string_lossy()
+            .to_string();
+        run_in(&dir, "node", &[&tsc, "-p", "tsconfig.json"], &[])?;
+        println!("consumer.ts type-checks against the shipped declarations");
+        let vectors_env = vectors.to_string_lossy().to_string();
+        run_in(
+            &dir,
+            "node",
+            &["--test", "--test-reporter=spec", "test/"],
+            &[("TAPESEAL_VECTORS", vectors_env.as_str())],
+        )
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// Seal/open throughput of the built package in Node and in headless Chromium.
+pub(crate) fn bench(root: &Path) -> Res<()> {
+    install(root)?;
+    let pkg = build(root)?.to_string_lossy().to_string();
+    let kek = root
+        .join("tests/vectors/keys/kek-a.public.pem")
+        .to_string_lossy()
+        .to_string();
+    let bench = harness_dir(root).join("bench");
+    run_in(&bench, "node", &["node.mjs", &pkg, &kek], &[])?;
+    run_in(&bench, "node", &["browser.mjs", &pkg, &kek], &[])
+}
