@@ -121,8 +121,9 @@ pub(crate) fn run(root: &Path) -> Res<()> {
     );
     println!("\nlisten: {}", dir.join("opened-call.wav").display());
     println!(
-        "\nNot built yet: the recording server (`tapeseal serve`), the `tapeseal` CLI, the npm\n\
-         package, browser playback and the reference LKM. This demo runs the core library."
+        "\nNot built yet: the recording server (`tapeseal serve`), the `tapeseal` CLI, browser\n\
+         playback and the reference LKM. This demo runs the core library; `cargo xtask npm`\n\
+         builds the npm package."
     );
     Ok(())
 }
