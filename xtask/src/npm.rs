@@ -236,6 +236,13 @@ fn consumer(root: &Path, tarball: &Path) -> Res<()> {
             .to_string();
         run_in(&dir, "node", &["consumer.mjs", &kek, &vector], &[])?;
         run_in(&dir, "node", &["consumer.cjs", &kek], &[])?;
+        let project = dir.to_string_lossy().to_string();
+        run_in(
+            &harness.join("consumer"),
+            "node",
+            &["browser.mjs", &project, &kek, &vector],
+            &[],
+        )?;
         let tsc = harness
             .join("node_modules/typescript/bin/tsc")
             .to_string_lossy()
