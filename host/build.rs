@@ -9,8 +9,17 @@ const GUEST_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let workspace = manifest.parent().map(Path::to_path_buf).unwrap_or(manifest.clone());
-    for path in ["crates/guest", "crates/core/src", "crates/core/Cargo.toml", "wit", "Cargo.lock"] {
+    let workspace = manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest.clone());
+    for path in [
+        "crates/guest",
+        "crates/core/src",
+        "crates/core/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -39,17 +48,31 @@ fn main() {
     // Cargo's variables for this build script describe the host build, not the guest's.
     for (key, _) in std::env::vars() {
         let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
-        if inherited || ["RUSTFLAGS", "TARGET", "HOST", "OUT_DIR", "OPT_LEVEL", "PROFILE", "DEBUG"].contains(&key.as_str()) {
+        if inherited
+            || [
+                "RUSTFLAGS",
+                "TARGET",
+                "HOST",
+                "OUT_DIR",
+                "OPT_LEVEL",
+                "PROFILE",
+                "DEBUG",
+            ]
+            .contains(&key.as_str())
+        {
             cmd.env_remove(&key);
         }
     }
     match cmd.status() {
         Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!("building tapeseal-guest for {GUEST_TARGET} failed ({status})")),
+        Ok(status) => fail(&format!(
+            "building tapeseal-guest for {GUEST_TARGET} failed ({status})"
+        )),
         Err(e) => fail(&format!("cannot run {cargo} to build tapeseal-guest: {e}")),
     }
     let built = target_dir.join(format!("{GUEST_TARGET}/release/tapeseal_guest.wasm"));
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("tapeseal_guest.wasm");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("tapeseal_guest.wasm");
     if let Err(e) = std::fs::copy(&built, &out) {
         fail(&format!("cannot copy {}: {e}", built.display()));
     }

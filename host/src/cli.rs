@@ -387,9 +387,9 @@ fn progress(total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     bar
@@ -423,7 +423,9 @@ fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
         &args.output,
         |piece| {
             let mut slot = sealer.borrow_mut();
-            let s = slot.as_mut().ok_or_else(|| Failure::input("sealer finished"))?;
+            let s = slot
+                .as_mut()
+                .ok_or_else(|| Failure::input("sealer finished"))?;
             Ok(s.push(piece)?)
         },
         || {
@@ -436,7 +438,11 @@ fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
         &[],
     )?;
     let size = fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
-    eprintln!("sealed {} -> {} ({size} bytes)", args.input.display(), args.output.display());
+    eprintln!(
+        "sealed {} -> {} ({size} bytes)",
+        args.input.display(),
+        args.output.display()
+    );
     Ok(())
 }
 
@@ -452,12 +458,20 @@ fn read_header(runtime: &Runtime, path: &Path) -> Outcome<(Vec<u8>, u64)> {
     let mut file = File::open(path).map_err(|e| Failure::io("cannot open", path, e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut header = vec![0u8; 14];
-    file.read_exact(&mut header)
-        .map_err(|_| Failure::input(format!("{}: too short to be a tapeseal envelope", path.display())))?;
+    file.read_exact(&mut header).map_err(|_| {
+        Failure::input(format!(
+            "{}: too short to be a tapeseal envelope",
+            path.display()
+        ))
+    })?;
     let total = runtime.header_length(&header)? as usize;
     header.resize(total, 0);
-    file.read_exact(&mut header[14..])
-        .map_err(|_| Failure::input(format!("{}: the file ends inside the header", path.display())))?;
+    file.read_exact(&mut header[14..]).map_err(|_| {
+        Failure::input(format!(
+            "{}: the file ends inside the header",
+            path.display()
+        ))
+    })?;
     Ok((header, len))
 }
 
@@ -526,12 +540,18 @@ fn inspection_text(info: &Inspection) -> String {
     let h = &info.header;
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<14} {v}\n"));
-    line("format", format!("tapeseal envelope v{} (suite {:#06x})", h.version, h.suite));
+    line(
+        "format",
+        format!("tapeseal envelope v{} (suite {:#06x})", h.version, h.suite),
+    );
     line("organisation", h.org_id.clone());
     line("recording", h.recording_id.clone());
     line("media kind", kind_name(h.media_kind).into());
     line("content type", h.content_type.clone());
-    line("created", format!("{} ({} ms)", utc(h.created_at_ms), h.created_at_ms));
+    line(
+        "created",
+        format!("{} ({} ms)", utc(h.created_at_ms), h.created_at_ms),
+    );
     line("chunk size", format!("{} bytes", h.chunk_size));
     for (i, (k, v)) in h.context.iter().enumerate() {
         line(if i == 0 { "context" } else { "" }, format!("{k}={v}"));
@@ -540,14 +560,28 @@ fn inspection_text(info: &Inspection) -> String {
     line(
         "payload",
         match (info.plaintext_len, info.chunk_count) {
-            (Some(p), Some(c)) => format!("{} bytes, {c} chunks, {p} bytes of plaintext", info.payload_len),
+            (Some(p), Some(c)) => format!(
+                "{} bytes, {c} chunks, {p} bytes of plaintext",
+                info.payload_len
+            ),
             _ if info.payload_len == 0 => "none (header only)".into(),
-            _ => format!("{} bytes: not a length a complete envelope can have (truncated?)", info.payload_len),
+            _ => format!(
+                "{} bytes: not a length a complete envelope can have (truncated?)",
+                info.payload_len
+            ),
         },
     );
     line("key stanzas", h.stanzas.len().to_string());
     for st in &h.stanzas {
-        line("", format!("{}  {}  {}-byte wrapped DEK", st.kek_id, wrap_name(st.algorithm), st.wrapped_dek.len()));
+        line(
+            "",
+            format!(
+                "{}  {}  {}-byte wrapped DEK",
+                st.kek_id,
+                wrap_name(st.algorithm),
+                st.wrapped_dek.len()
+            ),
+        );
     }
     s
 }
@@ -628,7 +662,9 @@ fn open(runtime: &Runtime, args: &OpenArgs) -> Outcome {
         &args.output,
         |piece| {
             let mut slot = opener.borrow_mut();
-            let o = slot.as_mut().ok_or_else(|| Failure::input("opener finished"))?;
+            let o = slot
+                .as_mut()
+                .ok_or_else(|| Failure::input("opener finished"))?;
             Ok(o.push(piece)?)
         },
         || {
@@ -640,7 +676,11 @@ fn open(runtime: &Runtime, args: &OpenArgs) -> Outcome {
         },
         &[],
     )?;
-    eprintln!("opened {} -> {}", args.input.display(), args.output.display());
+    eprintln!(
+        "opened {} -> {}",
+        args.input.display(),
+        args.output.display()
+    );
     Ok(())
 }
 
@@ -650,7 +690,11 @@ fn rewrap(runtime: &Runtime, args: &RewrapArgs) -> Outcome {
     let info = runtime.inspect(&header)?;
     let dek = unwrap_with(&pair, &args.key, &info)?;
     let to = recipient(&args.to, args.to_kek_id.clone(), args.wrap)?;
-    let mode = if args.add { RewrapMode::Add } else { RewrapMode::Replace };
+    let mode = if args.add {
+        RewrapMode::Add
+    } else {
+        RewrapMode::Replace
+    };
     let new_header = runtime.rewrap_header(&header, &dek, &[to], mode)?;
     // The payload is copied byte for byte: skip the old header, prepend the new one.
     let skip = std::cell::Cell::new(header.len());
@@ -665,6 +709,10 @@ fn rewrap(runtime: &Runtime, args: &RewrapArgs) -> Outcome {
         || Ok(Vec::new()),
         &new_header,
     )?;
-    eprintln!("rewrapped {} -> {}", args.input.display(), args.output.display());
+    eprintln!(
+        "rewrapped {} -> {}",
+        args.input.display(),
+        args.output.display()
+    );
     Ok(())
 }

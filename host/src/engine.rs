@@ -24,14 +24,15 @@ mod bindings {
     });
 }
 
-use bindings::{Tapeseal, TapesealPre};
 pub use bindings::exports::tapeseal::core::envelope::{
     ByteRange, Error as GuestError, ErrorCode, HeaderInfo, Inspection, MediaKind, Recipient,
     RewrapMode, SealParams, Stanza, WrapAlgorithm,
 };
+use bindings::{Tapeseal, TapesealPre};
 
 /// The tapeseal-guest component, built for wasm32-wasip2 by build.rs.
-pub static GUEST_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tapeseal_guest.wasm"));
+pub static GUEST_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tapeseal_guest.wasm"));
 
 /// What one store may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +176,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -190,8 +193,15 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 impl Runtime {
-    /// Compiles (or loads from the on-disk cache) the embedded guest.
+    /// Compiles the embedded guest, or loads it from the on-disk cache
+    /// (`$TAPESEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/tapeseal/wasmtime`, else
+    /// `~/.cache/tapeseal/wasmtime`; an empty `TAPESEAL_CACHE_DIR` turns it off).
     pub fn new(limits: Limits) -> Result<Self> {
+        Self::with_cache_dir(limits, cache_dir())
+    }
+
+    /// Like [`Runtime::new`] with an explicit cache directory, or none.
+    pub fn with_cache_dir(limits: Limits, cache: Option<PathBuf>) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
         let mut pool = PoolingAllocationConfig::default();
@@ -201,7 +211,7 @@ impl Runtime {
             .total_tables(256)
             .max_memory_size(limits.memory_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = cache_dir() {
+        if let Some(dir) = cache {
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
             // A cache that cannot start only costs compile time.
@@ -225,6 +235,12 @@ impl Runtime {
         })
     }
 
+    /// Instantiates the guest in a fresh store and drops it: what every operation
+    /// pays before its first call.
+    pub fn instantiate(&self) -> Result<()> {
+        self.session().map(drop)
+    }
+
     /// The limits every store gets.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -233,7 +249,10 @@ impl Runtime {
     /// The names of everything the component imports, sorted.
     pub fn component_imports(&self) -> Vec<String> {
         let ty = self.component.component_type();
-        let mut names: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let mut names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         names.sort();
         names
     }
@@ -250,7 +269,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(self.limits.fuel_base).map_err(runtime_error)?;
+        store
+            .set_fuel(self.limits.fuel_base)
+            .map_err(runtime_error)?;
         let bindings = self.pre.instantiate(&mut store).map_err(call_error)?;
         Ok(Session {
             store,
@@ -268,12 +289,14 @@ impl Runtime {
 
     /// The header length declared by an envelope's first 14 bytes.
     pub fn header_length(&self, prefix: &[u8]) -> Result<u64> {
-        self.session()?.call(prefix.len(), |b, st| b.call_header_length(st, prefix))
+        self.session()?
+            .call(prefix.len(), |b, st| b.call_header_length(st, prefix))
     }
 
     /// Reads a header or an envelope without any key.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection> {
-        self.session()?.call(bytes.len(), |b, st| b.call_inspect(st, bytes))
+        self.session()?
+            .call(bytes.len(), |b, st| b.call_inspect(st, bytes))
     }
 
     /// Seals a whole plaintext.
@@ -291,8 +314,9 @@ impl Runtime {
 
     /// Opens a whole envelope.
     pub fn open(&self, envelope: &[u8], dek: &Dek) -> Result<Vec<u8>> {
-        self.session()?
-            .call(envelope.len(), |b, st| b.call_open(st, envelope, dek.as_bytes()))
+        self.session()?.call(envelope.len(), |b, st| {
+            b.call_open(st, envelope, dek.as_bytes())
+        })
     }
 
     /// A new header with other stanzas, for an unchanged payload.
@@ -309,10 +333,16 @@ impl Runtime {
     }
 
     /// Starts a streaming seal in a store of its own.
-    pub fn sealer(&self, dek: &Dek, params: &SealParams, recipients: &[Recipient]) -> Result<StreamSealer> {
+    pub fn sealer(
+        &self,
+        dek: &Dek,
+        params: &SealParams,
+        recipients: &[Recipient],
+    ) -> Result<StreamSealer> {
         let mut session = self.session()?;
         let handle = session.call(0, |b, st| {
-            b.sealer().call_create(st, dek.as_bytes(), params, recipients)
+            b.sealer()
+                .call_create(st, dek.as_bytes(), params, recipients)
         })?;
         let header = session.call(0, |b, st| b.sealer().call_header(st, handle).map(Ok))?;
         Ok(StreamSealer {
@@ -333,7 +363,8 @@ impl Runtime {
     pub fn chunk_opener(&self, header: &[u8], dek: &Dek, envelope_len: u64) -> Result<ChunkOpener> {
         let mut session = self.session()?;
         let handle = session.call(header.len(), |b, st| {
-            b.chunk_opener().call_create(st, header, dek.as_bytes(), envelope_len)
+            b.chunk_opener()
+                .call_create(st, header, dek.as_bytes(), envelope_len)
         })?;
         Ok(ChunkOpener { session, handle })
     }
@@ -407,7 +438,8 @@ impl StreamSealer {
     /// Seals the final chunk; returns the rest of the envelope.
     pub fn finish(mut self) -> Result<Vec<u8>> {
         let handle = self.handle;
-        self.session.call(0, |b, st| b.sealer().call_finish(st, handle))
+        self.session
+            .call(0, |b, st| b.sealer().call_finish(st, handle))
     }
 
     /// Fuel the last call used.
@@ -439,7 +471,8 @@ impl StreamOpener {
     /// Opens the final chunk; fails if the stream was truncated or padded.
     pub fn finish(mut self) -> Result<Vec<u8>> {
         let handle = self.handle;
-        self.session.call(0, |b, st| b.opener().call_finish(st, handle))
+        self.session
+            .call(0, |b, st| b.opener().call_finish(st, handle))
     }
 
     /// Fuel the last call used.
@@ -464,22 +497,25 @@ impl ChunkOpener {
     /// Number of chunks.
     pub fn chunk_count(&mut self) -> Result<u64> {
         let handle = self.handle;
-        self.session
-            .call(0, |b, st| b.chunk_opener().call_chunk_count(st, handle).map(Ok))
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_chunk_count(st, handle).map(Ok)
+        })
     }
 
     /// The envelope byte range of chunk `index`.
     pub fn chunk_range(&mut self, index: u64) -> Result<ByteRange> {
         let handle = self.handle;
-        self.session
-            .call(0, |b, st| b.chunk_opener().call_chunk_range(st, handle, index))
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_chunk_range(st, handle, index)
+        })
     }
 
     /// The envelope bytes needed for plaintext `[start, end)`.
     pub fn byte_range(&mut self, start: u64, end: u64) -> Result<ByteRange> {
         let handle = self.handle;
-        self.session
-            .call(0, |b, st| b.chunk_opener().call_byte_range(st, handle, start, end))
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_byte_range(st, handle, start, end)
+        })
     }
 
     /// Opens chunk `index` from its bytes.

@@ -114,7 +114,11 @@ impl KekPair {
 
     /// The public key as DER SubjectPublicKeyInfo.
     pub fn public_spki_der(&self) -> Result<Vec<u8>, KeyError> {
-        let der = self.private.public_key().as_der().map_err(|_| KeyError::Crypto)?;
+        let der = self
+            .private
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Crypto)?;
         Ok(der.as_ref().to_vec())
     }
 
@@ -125,7 +129,8 @@ impl KekPair {
 
     /// The public key as the core uses it.
     pub fn public_key(&self) -> Result<KekPublicKey, KeyError> {
-        KekPublicKey::from_der(&self.public_spki_der()?).map_err(|e| KeyError::Unreadable(e.to_string()))
+        KekPublicKey::from_der(&self.public_spki_der()?)
+            .map_err(|e| KeyError::Unreadable(e.to_string()))
     }
 
     /// The private key as PEM `PRIVATE KEY` (PKCS#8), in memory that is wiped on drop.

@@ -18,7 +18,8 @@ use tapeseal_host::kek::KekPair;
 fn cache_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tapeseal-cli-test-cache-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tapeseal-cli-test-cache-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("cache dir");
         let warm = Command::new(env!("CARGO_BIN_EXE_tapeseal"))
             .args(["inspect", "/nonexistent"])
@@ -50,7 +51,10 @@ fn ok(args: &[&str]) -> String {
 
 fn code(args: &[&str]) -> (i32, String) {
     let out = tapeseal(args);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn p(path: &Path) -> &str {
@@ -59,7 +63,10 @@ fn p(path: &Path) -> &str {
 
 fn keygen(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     ok(&["keygen", "--out", p(dir), "--id", id]);
-    (dir.join(format!("{id}.private.pem")), dir.join(format!("{id}.public.pem")))
+    (
+        dir.join(format!("{id}.private.pem")),
+        dir.join(format!("{id}.public.pem")),
+    )
 }
 
 #[test]
@@ -71,10 +78,17 @@ fn keygen_seal_inspect_open_rewrap_round_trip() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&old_private).expect("meta").permissions().mode();
+        let mode = fs::metadata(&old_private)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "private key readable by others");
     }
-    assert!(fs::read_to_string(&old_public).expect("pub").starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        fs::read_to_string(&old_public)
+            .expect("pub")
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
     let (again, _) = code(&["keygen", "--out", p(d), "--id", "kek-old"]);
     assert_eq!(again, 1, "keygen must not overwrite a key");
 
@@ -83,52 +97,147 @@ fn keygen_seal_inspect_open_rewrap_round_trip() {
     fs::write(&input, &plain).expect("write");
     let sealed = d.join("call.tapeseal");
     ok(&[
-        "seal", "--kek", p(&old_public), "--in", p(&input), "--out", p(&sealed),
-        "--media-kind", "call", "--content-type", "audio/wav", "--org", "org-9",
-        "--context", "conversation-id=c-1", "--wrap", "rsa-oaep-sha1",
+        "seal",
+        "--kek",
+        p(&old_public),
+        "--in",
+        p(&input),
+        "--out",
+        p(&sealed),
+        "--media-kind",
+        "call",
+        "--content-type",
+        "audio/wav",
+        "--org",
+        "org-9",
+        "--context",
+        "conversation-id=c-1",
+        "--wrap",
+        "rsa-oaep-sha1",
     ]);
     let text = ok(&["inspect", p(&sealed)]);
-    for needle in ["org-9", "call.wav", "audio/wav", "conversation-id=c-1", "kek-old", "rsa-oaep-sha1", "300000 bytes of plaintext"] {
-        assert!(text.contains(needle), "inspect output lacks {needle}:\n{text}");
+    for needle in [
+        "org-9",
+        "call.wav",
+        "audio/wav",
+        "conversation-id=c-1",
+        "kek-old",
+        "rsa-oaep-sha1",
+        "300000 bytes of plaintext",
+    ] {
+        assert!(
+            text.contains(needle),
+            "inspect output lacks {needle}:\n{text}"
+        );
     }
-    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--json", p(&sealed)])).expect("json");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", p(&sealed)])).expect("json");
     assert_eq!(json["mediaKind"], "call");
     assert_eq!(json["plaintextLength"], 300_000);
     assert_eq!(json["stanzas"][0]["kekId"], "kek-old");
 
     let opened = d.join("opened.wav");
-    ok(&["open", "--key", p(&old_private), "--in", p(&sealed), "--out", p(&opened)]);
+    ok(&[
+        "open",
+        "--key",
+        p(&old_private),
+        "--in",
+        p(&sealed),
+        "--out",
+        p(&opened),
+    ]);
     assert_eq!(fs::read(&opened).expect("opened"), plain);
 
     // The DEK path, as a Local Key Manager's decrypt endpoint would return it.
     let pair = KekPair::from_pem_or_der(&fs::read(&old_private).expect("key")).expect("pair");
-    let wrapped = B64.decode(json["stanzas"][0]["wrappedDek"].as_str().expect("b64")).expect("b64");
-    let dek = pair.unwrap(&wrapped, tapeseal_core::WrapAlgorithm::RsaOaepSha1).expect("unwrap");
+    let wrapped = B64
+        .decode(json["stanzas"][0]["wrappedDek"].as_str().expect("b64"))
+        .expect("b64");
+    let dek = pair
+        .unwrap(&wrapped, tapeseal_core::WrapAlgorithm::RsaOaepSha1)
+        .expect("unwrap");
     let by_dek = d.join("by-dek.wav");
-    ok(&["open", "--dek", &B64.encode(dek.as_bytes()), "--in", p(&sealed), "--out", p(&by_dek)]);
+    ok(&[
+        "open",
+        "--dek",
+        &B64.encode(dek.as_bytes()),
+        "--in",
+        p(&sealed),
+        "--out",
+        p(&by_dek),
+    ]);
     assert_eq!(fs::read(&by_dek).expect("opened"), plain);
 
     let moved = d.join("moved.tapeseal");
-    ok(&["rewrap", "--key", p(&old_private), "--to", p(&new_public), "--in", p(&sealed), "--out", p(&moved)]);
+    ok(&[
+        "rewrap",
+        "--key",
+        p(&old_private),
+        "--to",
+        p(&new_public),
+        "--in",
+        p(&sealed),
+        "--out",
+        p(&moved),
+    ]);
     let old_bytes = fs::read(&sealed).expect("old");
     let new_bytes = fs::read(&moved).expect("new");
-    let old_len = tapeseal_core::Header::parse(&old_bytes).expect("h").header_len();
-    let new_len = tapeseal_core::Header::parse(&new_bytes).expect("h").header_len();
-    assert_eq!(old_bytes[old_len..], new_bytes[new_len..], "rewrap touched the payload");
-    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--json", p(&moved)])).expect("json");
+    let old_len = tapeseal_core::Header::parse(&old_bytes)
+        .expect("h")
+        .header_len();
+    let new_len = tapeseal_core::Header::parse(&new_bytes)
+        .expect("h")
+        .header_len();
+    assert_eq!(
+        old_bytes[old_len..],
+        new_bytes[new_len..],
+        "rewrap touched the payload"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", p(&moved)])).expect("json");
     assert_eq!(json["stanzas"].as_array().map(Vec::len), Some(1));
     assert_eq!(json["stanzas"][0]["kekId"], "kek-new");
     let reopened = d.join("reopened.wav");
-    ok(&["open", "--key", p(&new_private), "--in", p(&moved), "--out", p(&reopened)]);
+    ok(&[
+        "open",
+        "--key",
+        p(&new_private),
+        "--in",
+        p(&moved),
+        "--out",
+        p(&reopened),
+    ]);
     assert_eq!(fs::read(&reopened).expect("reopened"), plain);
     let refused = d.join("refused.wav");
-    let (status, stderr) = code(&["open", "--key", p(&old_private), "--in", p(&moved), "--out", p(&refused)]);
+    let (status, stderr) = code(&[
+        "open",
+        "--key",
+        p(&old_private),
+        "--in",
+        p(&moved),
+        "--out",
+        p(&refused),
+    ]);
     assert_eq!(status, 4, "{stderr}");
-    assert!(stderr.contains("kek-new"), "the error should name the KEKs it is wrapped for: {stderr}");
+    assert!(
+        stderr.contains("kek-new"),
+        "the error should name the KEKs it is wrapped for: {stderr}"
+    );
     assert!(!refused.exists());
 
     let both = d.join("both.tapeseal");
-    ok(&["rewrap", "--add", "--key", p(&new_private), "--to", p(&old_public), "--in", p(&moved), "--out", p(&both)]);
+    ok(&[
+        "rewrap",
+        "--add",
+        "--key",
+        p(&new_private),
+        "--to",
+        p(&old_public),
+        "--in",
+        p(&moved),
+        "--out",
+        p(&both),
+    ]);
     for key in [&old_private, &new_private] {
         let out = d.join("both.wav");
         ok(&["open", "--key", p(key), "--in", p(&both), "--out", p(&out)]);
@@ -145,7 +254,15 @@ fn bad_input_gets_a_clear_error_an_exit_code_and_no_output() {
     let input = d.join("in.txt");
     fs::write(&input, vec![7u8; 200_000]).expect("write");
     let sealed = d.join("in.tapeseal");
-    ok(&["seal", "--kek", p(&public), "--in", p(&input), "--out", p(&sealed)]);
+    ok(&[
+        "seal",
+        "--kek",
+        p(&public),
+        "--in",
+        p(&input),
+        "--out",
+        p(&sealed),
+    ]);
 
     // Tampered payload: exit 4, and the output file never appears.
     let mut bytes = fs::read(&sealed).expect("read");
@@ -154,17 +271,41 @@ fn bad_input_gets_a_clear_error_an_exit_code_and_no_output() {
     let tampered = d.join("tampered.tapeseal");
     fs::write(&tampered, &bytes).expect("write");
     let out = d.join("out.txt");
-    let (status, stderr) = code(&["open", "--key", p(&private), "--in", p(&tampered), "--out", p(&out)]);
+    let (status, stderr) = code(&[
+        "open",
+        "--key",
+        p(&private),
+        "--in",
+        p(&tampered),
+        "--out",
+        p(&out),
+    ]);
     assert_eq!(status, 4, "{stderr}");
     assert!(stderr.contains("could not decrypt"), "{stderr}");
     assert!(!out.exists(), "a failed open left an output file");
-    let leftovers: Vec<_> = fs::read_dir(d).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".tapeseal-")).collect();
+    let leftovers: Vec<_> = fs::read_dir(d)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tapeseal-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 
     // Truncated: exit 4.
     let truncated = d.join("truncated.tapeseal");
     fs::write(&truncated, &fs::read(&sealed).expect("read")[..150_000]).expect("write");
-    assert_eq!(code(&["open", "--key", p(&private), "--in", p(&truncated), "--out", p(&out)]).0, 4);
+    assert_eq!(
+        code(&[
+            "open",
+            "--key",
+            p(&private),
+            "--in",
+            p(&truncated),
+            "--out",
+            p(&out)
+        ])
+        .0,
+        4
+    );
 
     // Not an envelope: exit 3 with a reason; a missing file: exit 1; bad usage: exit 2.
     let (status, stderr) = code(&["inspect", p(&input)]);
@@ -173,9 +314,25 @@ fn bad_input_gets_a_clear_error_an_exit_code_and_no_output() {
     assert_eq!(code(&["inspect", p(&d.join("missing"))]).0, 1);
     assert_eq!(code(&["open", "--in", p(&sealed), "--out", p(&out)]).0, 2);
     assert_eq!(code(&["seal", "--kek", p(&public)]).0, 2);
-    let (status, stderr) = code(&["open", "--dek", "AAAA", "--in", p(&sealed), "--out", p(&out)]);
+    let (status, stderr) = code(&[
+        "open",
+        "--dek",
+        "AAAA",
+        "--in",
+        p(&sealed),
+        "--out",
+        p(&out),
+    ]);
     assert_eq!(status, 3, "{stderr}");
-    let (status, stderr) = code(&["seal", "--kek", p(&input), "--in", p(&input), "--out", p(&out)]);
+    let (status, stderr) = code(&[
+        "seal",
+        "--kek",
+        p(&input),
+        "--in",
+        p(&input),
+        "--out",
+        p(&out),
+    ]);
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("KEK") || stderr.contains("key"), "{stderr}");
     let help = ok(&["--help"]);
@@ -221,12 +378,35 @@ fn a_200_mb_recording_streams_through_in_bounded_memory() {
     }
     let sealed = d.join("big.tapeseal");
     let opened = d.join("big.opened");
-    ok(&["seal", "--kek", p(&public), "--in", p(&input), "--out", p(&sealed), "--media-kind", "call"]);
-    ok(&["open", "--key", p(&private), "--in", p(&sealed), "--out", p(&opened)]);
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("rusage");
+    ok(&[
+        "seal",
+        "--kek",
+        p(&public),
+        "--in",
+        p(&input),
+        "--out",
+        p(&sealed),
+        "--media-kind",
+        "call",
+    ]);
+    ok(&[
+        "open",
+        "--key",
+        p(&private),
+        "--in",
+        p(&sealed),
+        "--out",
+        p(&opened),
+    ]);
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("rusage");
     // ru_maxrss is in KiB on Linux: the largest resident set of any child so far.
     let peak = usage.max_rss() * 1024;
-    assert!(peak < MAX_RSS_BYTES, "a tapeseal process peaked at {} MiB", peak >> 20);
+    assert!(
+        peak < MAX_RSS_BYTES,
+        "a tapeseal process peaked at {} MiB",
+        peak >> 20
+    );
     eprintln!("peak RSS of the tapeseal processes: {} MiB", peak >> 20);
     assert_eq!(fs::metadata(&opened).expect("meta").len() as usize, SIZE);
     assert_eq!(sha256_file(&opened), sha256_file(&input));

@@ -51,6 +51,21 @@ pub(crate) fn run(root: &Path) -> Res<()> {
             ],
         )
     })?;
+    step("clippy for the guest component on wasm32-wasip2", || {
+        cargo(
+            root,
+            &[
+                "clippy",
+                "-p",
+                "tapeseal-guest",
+                "--target",
+                "wasm32-wasip2",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
     step("tests", || cargo(root, &["test", "--workspace"]))?;
     for target in WASM_TARGETS {
         step(&format!("core for {target}"), || {

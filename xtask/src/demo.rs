@@ -120,10 +120,16 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         reopened == **plain
     );
     println!("\nlisten: {}", dir.join("opened-call.wav").display());
+    let d = dir.display();
     println!(
-        "\nNot built yet: the recording server (`tapeseal serve`), the `tapeseal` CLI, browser\n\
-         playback and the reference LKM. This demo runs the core library; `cargo xtask npm`\n\
-         builds the npm package."
+        "\nthe same with the tapeseal CLI (the core running in wasmtime, keys in aws-lc-rs):\n  \
+         cargo run --release -p tapeseal-host -- inspect {d}/call.wav.tapeseal\n  \
+         cargo run --release -p tapeseal-host -- open --key {d}/demo-kek-1.private.pem \\\n      \
+         --in {d}/call.wav.tapeseal --out {d}/cli-call.wav"
+    );
+    println!(
+        "\nNot built yet: the recording server (`tapeseal serve`), browser playback and the\n\
+         reference LKM. `cargo xtask npm` builds the npm package."
     );
     Ok(())
 }

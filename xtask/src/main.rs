@@ -19,8 +19,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci                 run every check CI runs (installs rustup targets and components first)
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
-  bench              run the criterion benchmarks (cargo bench -p tapeseal-core), then the
-                     npm package's seal/open throughput in Node and headless Chromium
+  bench              run the criterion benchmarks of the core and of the wasmtime host,
+                     then the npm package's seal/open throughput in Node and Chromium
   demo               seal, inspect and open sample recordings in target/demo/
   npm [--test]       build the npm package into target/npm/tapeseal and pack it;
                      with --test, also run its Node, Chromium and consumer tests";
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => ci::cargo(
             &root,
             &[
-                &["bench", "-p", "tapeseal-core", "--bench", "envelope", "--"][..],
+                &["bench", "-p", "tapeseal-core", "-p", "tapeseal-host", "--"][..],
                 rest,
             ]
             .concat(),

@@ -178,6 +178,10 @@ pub(crate) fn test(root: &Path) -> Res<()> {
         )
     })?;
     let tarball = step_value("npm pack", || pack(root))?;
+    step(
+        "the host binary, for envelopes crossing from and to Node",
+        || cargo_env(root, &["build", "-p", "tapeseal-host"], &[]),
+    )?;
     step("the packed tarball in a fresh Node project", || {
         consumer(root, &tarball)
     })
@@ -215,6 +219,7 @@ fn consumer(root: &Path, tarball: &Path) -> Res<()> {
             "consumer.cjs",
             "consumer.ts",
             "tsconfig.json",
+            "cross-host.mjs",
         ] {
             fs::copy(harness.join("consumer").join(file), dir.join(file))?;
         }
@@ -243,6 +248,11 @@ fn consumer(root: &Path, tarball: &Path) -> Res<()> {
             &["browser.mjs", &project, &kek, &vector],
             &[],
         )?;
+        let host = root
+            .join("target/debug/tapeseal")
+            .to_string_lossy()
+            .to_string();
+        run_in(&dir, "node", &["cross-host.mjs", &host], &[])?;
         let tsc = harness
             .join("node_modules/typescript/bin/tsc")
             .to_string_lossy()

@@ -7,8 +7,8 @@ use tapeseal_core::{Dek, KekPublicKey, MediaKind as CoreKind, WrapAlgorithm as C
 use zeroize::Zeroizing;
 
 use crate::bindings::exports::tapeseal::core::envelope::{
-    ByteRange, Error, ErrorCode, HeaderInfo, Inspection, MediaKind, Recipient, SealParams,
-    Stanza, WrapAlgorithm,
+    ByteRange, Error, ErrorCode, HeaderInfo, Inspection, MediaKind, Recipient, SealParams, Stanza,
+    WrapAlgorithm,
 };
 
 pub(crate) fn from_core(error: tapeseal_core::Error) -> Error {
@@ -116,7 +116,11 @@ fn header_info(h: &tapeseal_core::Header) -> HeaderInfo {
         content_type: h.content_type().into(),
         created_at_ms: h.created_at_ms(),
         chunk_size: h.chunk_size(),
-        context: h.context().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        context: h
+            .context()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         stanzas: h
             .stanzas()
             .iter()

@@ -65,7 +65,9 @@ impl Guest for Component {
     }
 
     fn inspect(bytes: Vec<u8>) -> Result<Inspection, Error> {
-        tapeseal_core::inspect(&bytes).map(|i| inspection(&i)).map_err(from_core)
+        tapeseal_core::inspect(&bytes)
+            .map(|i| inspection(&i))
+            .map_err(from_core)
     }
 
     fn seal(
@@ -177,7 +179,11 @@ struct ChunkOpenerImpl {
 }
 
 impl GuestChunkOpener for ChunkOpenerImpl {
-    fn create(header: Vec<u8>, dek_bytes: Vec<u8>, envelope_len: u64) -> Result<ChunkOpener, Error> {
+    fn create(
+        header: Vec<u8>,
+        dek_bytes: Vec<u8>,
+        envelope_len: u64,
+    ) -> Result<ChunkOpener, Error> {
         let dek = dek(dek_bytes)?;
         let header = Header::parse(&header).map_err(from_core)?;
         let layout = Layout::new(&header, envelope_len).map_err(from_core)?;
@@ -219,4 +225,3 @@ impl GuestChunkOpener for ChunkOpenerImpl {
             .map_err(from_core)
     }
 }
-
