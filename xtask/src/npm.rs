@@ -180,7 +180,9 @@ pub(crate) fn test(root: &Path) -> Res<()> {
     let tarball = step_value("npm pack", || pack(root))?;
     step(
         "the host binary, for envelopes crossing from and to Node",
-        || cargo_env(root, &["build", "-p", "tapeseal-host"], &[]),
+        // The binary the workspace tests build: `cargo build -p` alone would resolve
+        // features differently and rebuild wasmtime.
+        || cargo_env(root, &["test", "--workspace", "--no-run"], &[]),
     )?;
     step("the packed tarball in a fresh Node project", || {
         consumer(root, &tarball)

@@ -118,3 +118,40 @@ proptest! {
         prop_assert!(plain.start <= range.start && range.end <= plain.end);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes at all, and any mutation of a real header, get an error or a result:
+    /// never a panic, from every entry point that reads untrusted input.
+    #[test]
+    fn hostile_bytes_never_panic_any_reader(
+        junk in proptest::collection::vec(any::<u8>(), 0..2000),
+        edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<proptest::sample::Index>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let dek = Dek::generate(&mut rng);
+        let real = seal(&mut rng, &dek, &params(64), &recipients(), b"hostile input").expect("seal");
+        let mut mutated = real.clone();
+        for (at, byte) in &edits {
+            let i = at.index(mutated.len());
+            mutated[i] = *byte;
+        }
+        mutated.truncate(cut.index(mutated.len() + 1).max(1));
+        for bytes in [&junk, &mutated] {
+            let _ = tapeseal_core::Header::parse(bytes);
+            let _ = inspect(bytes);
+            let _ = open(bytes, &dek);
+            let _ = open_streaming(bytes, &dek, 17);
+            let _ = tapeseal_core::rewrap(&mut rng, bytes, &dek, &recipients(), tapeseal_core::RewrapMode::Add);
+            if let Ok(header) = tapeseal_core::Header::parse(bytes) {
+                let _ = Layout::new(&header, bytes.len() as u64);
+                if let Ok(d) = tapeseal_core::Decryptor::<tapeseal_core::aead::SoftAes256Gcm>::new(header, &dek) {
+                    let _ = d.open_chunk(0, bytes, true);
+                }
+            }
+        }
+    }
+}
