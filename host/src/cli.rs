@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tapeseal_core::Dek;
 use zeroize::Zeroizing;
 
+use crate::catalogue::{Catalogue, CatalogueError, Role};
 use crate::engine::{
     ErrorCode, HostError, Inspection, Limits, MediaKind, Recipient, RewrapMode, Runtime,
     SealParams, WrapAlgorithm,
@@ -66,6 +67,87 @@ enum Command {
     Open(OpenArgs),
     /// Move an envelope to another KEK: rewrites the header only, the payload bytes stay.
     Rewrap(RewrapArgs),
+    /// Manage organisations in a server's catalogue (the recording server is not built yet).
+    Org {
+        #[command(subcommand)]
+        action: OrgAction,
+    },
+    /// Manage API tokens in a server's catalogue.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// The server's data directory; the catalogue is catalogue.sqlite3 inside it.
+    #[arg(long, default_value = "tapeseal-data")]
+    data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgAction {
+    /// Create an organisation (managed keys, rotation disabled).
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// Unique name.
+        name: String,
+    },
+    /// List organisations.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create an API token; its secret is printed once and never stored.
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// Organisation name or id.
+        #[arg(long)]
+        org: String,
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A note for whoever lists tokens later.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        #[command(flatten)]
+        data: DataDir,
+        /// Organisation name or id.
+        #[arg(long)]
+        org: String,
+        /// The token's id (tok-...).
+        token_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TokenRole {
+    /// Keys, schedules, tokens and jobs.
+    Admin,
+    /// Ingest recordings.
+    Recorder,
+    /// Play back and download recordings.
+    Player,
+}
+
+impl From<TokenRole> for Role {
+    fn from(r: TokenRole) -> Self {
+        match r {
+            TokenRole::Admin => Role::Admin,
+            TokenRole::Recorder => Role::Recorder,
+            TokenRole::Player => Role::Player,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -258,7 +340,87 @@ fn run(cli: Cli) -> Outcome {
         Command::Seal(args) => seal(&runtime()?, &args),
         Command::Open(args) => open(&runtime()?, &args),
         Command::Rewrap(args) => rewrap(&runtime()?, &args),
+        Command::Org { action } => org(action),
+        Command::Token { action } => token(action),
     }
+}
+
+impl From<CatalogueError> for Failure {
+    fn from(e: CatalogueError) -> Self {
+        let code = match e {
+            CatalogueError::Database(_) | CatalogueError::Random => 1,
+            _ => 3,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn catalogue(data: &DataDir) -> Outcome<Catalogue> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(&data.data)
+        .map_err(|e| Failure::io("cannot create", &data.data, e))?;
+    Ok(Catalogue::open(&data.data.join("catalogue.sqlite3"))?)
+}
+
+fn org(action: OrgAction) -> Outcome {
+    match action {
+        OrgAction::Create { data, name } => {
+            let org = catalogue(&data)?.create_org(&name)?;
+            println!("organisation {} created: id {}", org.name, org.id);
+        }
+        OrgAction::List { data } => {
+            for org in catalogue(&data)?.list_orgs()? {
+                println!("{}  {}  keys: {}", org.id, org.name, org.key_mode);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token(action: TokenAction) -> Outcome {
+    match action {
+        TokenAction::Create {
+            data,
+            org,
+            role,
+            label,
+        } => {
+            let token = catalogue(&data)?.create_token(&org, role.into(), &label)?;
+            eprintln!(
+                "token {} ({}) for {}: the secret below is shown once and never stored",
+                token.id,
+                token.role.name(),
+                token.org_id
+            );
+            println!("{}", token.secret.as_str());
+        }
+        TokenAction::Revoke {
+            data,
+            org,
+            token_id,
+        } => {
+            let catalogue = catalogue(&data)?;
+            let org = catalogue.find_org(&org)?;
+            if !catalogue.revoke_token(&org.id, &token_id)? {
+                return Err(Failure::input(format!(
+                    "{token_id}: no such active token in {}",
+                    org.name
+                )));
+            }
+            println!("token {token_id} revoked");
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> Outcome<Runtime> {

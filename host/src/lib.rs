@@ -1,9 +1,13 @@
 //! `tapeseal-host`: the server side of tapeseal. The envelope core runs as a
 //! WebAssembly component inside wasmtime ([`engine`]); KEK private keys live only
-//! here, in aws-lc-rs ([`kek`]); [`cli`] is the `tapeseal` command.
+//! here, in aws-lc-rs ([`kek`]); [`catalogue`] holds organisations, tokens, KEKs and
+//! recordings for the server, and [`managed`] is the managed key service over it;
+//! [`cli`] is the `tapeseal` command.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod catalogue;
 pub mod cli;
 pub mod engine;
 pub mod kek;
+pub mod managed;
