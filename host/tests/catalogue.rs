@@ -173,31 +173,20 @@ fn an_operator_bootstraps_an_organisation_and_tokens_from_the_cli() {
         .expect("the printed token works");
     assert_eq!(who.role, Role::Recorder);
     drop(catalogue);
+    let revoke = [
+        "token",
+        "revoke",
+        "--data",
+        d,
+        "--org",
+        "Demo Org",
+        &who.token_id,
+    ];
+    assert_eq!(run(&revoke).0, Some(0));
     assert_eq!(
-        run(&[
-            "token",
-            "revoke",
-            "--data",
-            d,
-            "--org",
-            "Demo Org",
-            &who.token_id
-        ])
-        .0,
-        Some(0)
-    );
-    assert_eq!(
-        run(&[
-            "token",
-            "revoke",
-            "--data",
-            d,
-            "--org",
-            "Demo Org",
-            &who.token_id
-        ])
-        .0,
-        Some(3)
+        run(&revoke).0,
+        Some(3),
+        "a revoked token cannot be revoked again"
     );
     assert_eq!(
         run(&[

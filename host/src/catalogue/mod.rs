@@ -131,6 +131,15 @@ impl std::fmt::Debug for Catalogue {
     }
 }
 
+fn org_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        key_mode: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -252,14 +261,7 @@ impl Catalogue {
             .query_row(
                 "SELECT id, name, key_mode, created_at FROM orgs WHERE id = ?1 OR name = ?1",
                 params![id_or_name],
-                |row| {
-                    Ok(Org {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                        key_mode: row.get(2)?,
-                        created_at: row.get(3)?,
-                    })
-                },
+                org_row,
             )
             .optional()?
             .ok_or_else(|| CatalogueError::NoSuchOrg(id_or_name.to_string()))
@@ -270,14 +272,7 @@ impl Catalogue {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT id, name, key_mode, created_at FROM orgs ORDER BY name")?;
-        let rows = stmt.query_map([], |row| {
-            Ok(Org {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                key_mode: row.get(2)?,
-                created_at: row.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map([], org_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
