@@ -11,3 +11,4 @@ pub mod cli;
 pub mod engine;
 pub mod kek;
 pub mod managed;
+pub mod schedule;

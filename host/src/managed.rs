@@ -210,6 +210,23 @@ impl<'a> ManagedKeys<'a> {
         }
     }
 
+    /// Rotates if the organisation's schedule says its current KEK is due at `now_ms`
+    /// (a server calls this at start, so a rotation missed while it was down happens
+    /// then, and periodically). Returns the new KEK when it rotated.
+    pub fn rotate_if_due(&self, org_id: &str, now_ms: i64) -> Result<Option<CurrentKek>> {
+        let (period, _) = self.catalogue.schedule(org_id)?;
+        let due = match self.catalogue.current_kek(org_id)? {
+            Some(current) => period.is_due(current.created_at, now_ms),
+            None => false,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let kek = self.rotate(org_id, "scheduler")?;
+        self.catalogue.mark_rotated(org_id, now_ms)?;
+        Ok(Some(kek))
+    }
+
     /// Unwraps a DEK with one of the organisation's KEKs.
     pub fn unwrap(
         &self,

@@ -177,3 +177,73 @@ fn private_keys_are_stored_only_sealed_and_only_the_master_key_opens_them() {
         Err(ManagedKeyError::Unseal)
     ));
 }
+
+#[test]
+fn a_due_schedule_rotates_once_and_persists_across_restarts() {
+    use tapeseal_host::schedule::Period;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("catalogue.sqlite3");
+    let master = MasterKey::load_or_create(&dir.path().join("master.key")).expect("master");
+    let org_id;
+    let first;
+    {
+        let catalogue = Catalogue::open(&db).expect("catalogue");
+        let org = catalogue.create_org("Acme").expect("org");
+        org_id = org.id;
+        assert_eq!(
+            catalogue.schedule(&org_id).expect("schedule"),
+            (Period::Disabled, None)
+        );
+        let keys = ManagedKeys::new(&catalogue, &master);
+        first = keys.current(&org_id, "test").expect("kek");
+        let far_future = i64::MAX / 2;
+        assert!(
+            keys.rotate_if_due(&org_id, far_future)
+                .expect("check")
+                .is_none(),
+            "disabled never rotates"
+        );
+        catalogue
+            .set_schedule(&org_id, Period::Weekly)
+            .expect("set");
+    }
+    // After a restart the schedule is still there; a rotation missed while the
+    // server was down happens at the first check.
+    let catalogue = Catalogue::open(&db).expect("reopen");
+    assert_eq!(
+        catalogue.schedule(&org_id).expect("schedule").0,
+        Period::Weekly
+    );
+    let keys = ManagedKeys::new(&catalogue, &master);
+    let created = catalogue
+        .current_kek(&org_id)
+        .expect("row")
+        .expect("kek")
+        .created_at;
+    let week = 7 * 86_400_000;
+    assert!(
+        keys.rotate_if_due(&org_id, created + week - 1)
+            .expect("check")
+            .is_none()
+    );
+    let rotated = keys
+        .rotate_if_due(&org_id, created + week)
+        .expect("check")
+        .expect("due");
+    assert_ne!(rotated.id, first.id);
+    assert_eq!(
+        keys.current(&org_id, "test").expect("current").id,
+        rotated.id
+    );
+    assert!(
+        keys.rotate_if_due(&org_id, created + week)
+            .expect("check")
+            .is_none(),
+        "the new KEK is not due yet"
+    );
+    assert_eq!(
+        catalogue.schedule(&org_id).expect("schedule").1,
+        Some(created + week)
+    );
+    assert!(catalogue.set_schedule("org-none", Period::Daily).is_err());
+}

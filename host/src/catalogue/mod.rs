@@ -586,3 +586,43 @@ impl Catalogue {
         Ok(n == 1)
     }
 }
+
+impl Catalogue {
+    /// An organisation's rotation period and when its KEK last rotated by schedule.
+    pub fn schedule(&self, org_id: &str) -> Result<(crate::schedule::Period, Option<i64>)> {
+        let (period, last): (String, Option<i64>) = self
+            .conn()
+            .query_row(
+                "SELECT period, last_rotated_at FROM rotation_schedules WHERE org_id = ?1",
+                params![org_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| CatalogueError::NoSuchOrg(org_id.to_string()))?;
+        let period = crate::schedule::Period::from_name(&period).ok_or(CatalogueError::Invalid(
+            "unknown rotation period in the catalogue",
+        ))?;
+        Ok((period, last))
+    }
+
+    /// Sets an organisation's rotation period; it is kept across restarts.
+    pub fn set_schedule(&self, org_id: &str, period: crate::schedule::Period) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE rotation_schedules SET period = ?1 WHERE org_id = ?2",
+            params![period.name(), org_id],
+        )?;
+        if n == 0 {
+            return Err(CatalogueError::NoSuchOrg(org_id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Records that a scheduled rotation happened.
+    pub fn mark_rotated(&self, org_id: &str, at_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE rotation_schedules SET last_rotated_at = ?1 WHERE org_id = ?2",
+            params![at_ms, org_id],
+        )?;
+        Ok(())
+    }
+}
