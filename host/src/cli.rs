@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::catalogue::{Catalogue, CatalogueError, Role};
 use crate::engine::{
     ErrorCode, HostError, Inspection, Limits, MediaKind, Recipient, RewrapMode, Runtime,
-    SealParams, WrapAlgorithm,
+    SealParams, StreamOpener, StreamSealer, WrapAlgorithm,
 };
 use crate::kek::{KekPair, KeyError};
 
@@ -496,15 +496,54 @@ fn load_pair(path: &Path) -> Outcome<KekPair> {
     KekPair::from_pem_or_der(&bytes).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
 }
 
-/// Writes `prefix`, then streams `input` through `step`, into a temporary file beside
-/// `output`, and moves it into place only if everything succeeded.
-fn stream_to(
-    input: &Path,
-    output: &Path,
-    mut step: impl FnMut(&[u8]) -> Outcome<Vec<u8>>,
-    finish: impl FnOnce() -> Outcome<Vec<u8>>,
-    prefix: &[u8],
-) -> Outcome {
+/// What [`stream_to`] drives: a guest stream, or a plain copy.
+trait Transform {
+    /// Takes the next piece of input; returns output that is final.
+    fn push(&mut self, piece: &[u8]) -> Outcome<Vec<u8>>;
+    /// Ends the input; returns the rest of the output.
+    fn finish(self) -> Outcome<Vec<u8>>;
+}
+
+impl Transform for StreamSealer {
+    fn push(&mut self, piece: &[u8]) -> Outcome<Vec<u8>> {
+        Ok(StreamSealer::push(self, piece)?)
+    }
+
+    fn finish(self) -> Outcome<Vec<u8>> {
+        Ok(StreamSealer::finish(self)?)
+    }
+}
+
+impl Transform for StreamOpener {
+    fn push(&mut self, piece: &[u8]) -> Outcome<Vec<u8>> {
+        Ok(StreamOpener::push(self, piece)?)
+    }
+
+    fn finish(self) -> Outcome<Vec<u8>> {
+        Ok(StreamOpener::finish(self)?)
+    }
+}
+
+/// Drops the first `skip` bytes and copies the rest unchanged (rewrap's payload copy).
+struct SkipPrefix {
+    skip: usize,
+}
+
+impl Transform for SkipPrefix {
+    fn push(&mut self, piece: &[u8]) -> Outcome<Vec<u8>> {
+        let drop = self.skip.min(piece.len());
+        self.skip -= drop;
+        Ok(piece[drop..].to_vec())
+    }
+
+    fn finish(self) -> Outcome<Vec<u8>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Writes `prefix`, then streams `input` through `transform`, into a temporary file
+/// beside `output`, and moves it into place only if everything succeeded.
+fn stream_to(input: &Path, output: &Path, mut transform: impl Transform, prefix: &[u8]) -> Outcome {
     let mut source = File::open(input).map_err(|e| Failure::io("cannot open", input, e))?;
     let total = source.metadata().map(|m| m.len()).unwrap_or(0);
     let dir = output
@@ -529,11 +568,11 @@ fn stream_to(
         if n == 0 {
             break;
         }
-        let out = step(&buf[..n])?;
+        let out = transform.push(&buf[..n])?;
         write(&mut temp, &out)?;
         progress.inc(n as u64);
     }
-    let last = finish()?;
+    let last = transform.finish()?;
     write(&mut temp, &last)?;
     temp.as_file()
         .sync_all()
@@ -579,26 +618,8 @@ fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
         chunk_size: args.chunk_size,
     };
     let dek = runtime.generate_dek()?;
-    let sealer = std::cell::RefCell::new(Some(runtime.sealer(&dek, &params, &[recipient])?));
-    stream_to(
-        &args.input,
-        &args.output,
-        |piece| {
-            let mut slot = sealer.borrow_mut();
-            let s = slot
-                .as_mut()
-                .ok_or_else(|| Failure::input("sealer finished"))?;
-            Ok(s.push(piece)?)
-        },
-        || {
-            let s = sealer
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| Failure::input("sealer finished"))?;
-            Ok(s.finish()?)
-        },
-        &[],
-    )?;
+    let sealer = runtime.sealer(&dek, &params, &[recipient])?;
+    stream_to(&args.input, &args.output, sealer, &[])?;
     let size = fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "sealed {} -> {} ({size} bytes)",
@@ -751,18 +772,8 @@ fn inspection_text(info: &Inspection) -> String {
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds (proleptic Gregorian, UTC).
 fn utc(ms: u64) -> String {
     let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::schedule::civil_from_days((secs / 86_400) as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -818,26 +829,7 @@ fn open(runtime: &Runtime, args: &OpenArgs) -> Outcome {
         }
         (None, None) => return Err(Failure::input("give --key or --dek")),
     };
-    let opener = std::cell::RefCell::new(Some(runtime.opener(&dek)?));
-    stream_to(
-        &args.input,
-        &args.output,
-        |piece| {
-            let mut slot = opener.borrow_mut();
-            let o = slot
-                .as_mut()
-                .ok_or_else(|| Failure::input("opener finished"))?;
-            Ok(o.push(piece)?)
-        },
-        || {
-            let o = opener
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| Failure::input("opener finished"))?;
-            Ok(o.finish()?)
-        },
-        &[],
-    )?;
+    stream_to(&args.input, &args.output, runtime.opener(&dek)?, &[])?;
     eprintln!(
         "opened {} -> {}",
         args.input.display(),
@@ -859,18 +851,8 @@ fn rewrap(runtime: &Runtime, args: &RewrapArgs) -> Outcome {
     };
     let new_header = runtime.rewrap_header(&header, &dek, &[to], mode)?;
     // The payload is copied byte for byte: skip the old header, prepend the new one.
-    let skip = std::cell::Cell::new(header.len());
-    stream_to(
-        &args.input,
-        &args.output,
-        |piece| {
-            let drop = skip.get().min(piece.len());
-            skip.set(skip.get() - drop);
-            Ok(piece[drop..].to_vec())
-        },
-        || Ok(Vec::new()),
-        &new_header,
-    )?;
+    let copy = SkipPrefix { skip: header.len() };
+    stream_to(&args.input, &args.output, copy, &new_header)?;
     eprintln!(
         "rewrapped {} -> {}",
         args.input.display(),
