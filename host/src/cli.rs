@@ -67,7 +67,9 @@ enum Command {
     Open(OpenArgs),
     /// Move an envelope to another KEK: rewrites the header only, the payload bytes stay.
     Rewrap(RewrapArgs),
-    /// Manage organisations in a server's catalogue (the recording server is not built yet).
+    /// Run the recording server (HTTP API; see docs/API.md).
+    Serve(ServeArgs),
+    /// Manage organisations in a server's catalogue.
     Org {
         #[command(subcommand)]
         action: OrgAction,
@@ -84,6 +86,39 @@ struct DataDir {
     /// The server's data directory; the catalogue is catalogue.sqlite3 inside it.
     #[arg(long, default_value = "tapeseal-data")]
     data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags override what it says.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8750].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory: catalogue, master key, recordings [default: tapeseal-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest accepted upload in bytes [default: 4 GiB].
+    #[arg(long)]
+    max_upload_bytes: Option<u64>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,9 +375,38 @@ fn run(cli: Cli) -> Outcome {
         Command::Seal(args) => seal(&runtime()?, &args),
         Command::Open(args) => open(&runtime()?, &args),
         Command::Rewrap(args) => rewrap(&runtime()?, &args),
+        Command::Serve(args) => serve(args),
         Command::Org { action } => org(action),
         Command::Token { action } => token(action),
     }
+}
+
+fn serve(args: ServeArgs) -> Outcome {
+    use crate::server::{Config, config::TlsConfig};
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| Failure::input(format!("{e:#}")))?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsConfig { cert, key });
+    }
+    if let Some(max) = args.max_upload_bytes {
+        config.max_upload_bytes = max;
+    }
+    config
+        .validate()
+        .map_err(|e| Failure::input(format!("{e:#}")))?;
+    crate::server::init_logging(matches!(args.log_format, LogFormat::Json));
+    crate::server::run(config).map_err(|e| Failure {
+        code: 1,
+        message: format!("{e:#}"),
+    })
 }
 
 impl From<CatalogueError> for Failure {
@@ -676,17 +740,6 @@ fn inspect(runtime: &Runtime, path: &Path, json: bool) -> Outcome {
     Ok(())
 }
 
-fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Call => "call",
-        MediaKind::Email => "email",
-        MediaKind::Chat => "chat",
-        MediaKind::Message => "message",
-        MediaKind::Transcript => "transcript",
-        MediaKind::Other => "other",
-    }
-}
-
 fn wrap_name(algorithm: WrapAlgorithm) -> &'static str {
     match algorithm {
         WrapAlgorithm::RsaOaepSha256 => "rsa-oaep-sha256",
@@ -701,7 +754,7 @@ fn inspection_json(info: &Inspection) -> String {
         "suite": h.suite,
         "orgId": h.org_id,
         "recordingId": h.recording_id,
-        "mediaKind": kind_name(h.media_kind),
+        "mediaKind": h.media_kind.name(),
         "contentType": h.content_type,
         "createdAt": h.created_at_ms,
         "chunkSize": h.chunk_size,
@@ -729,7 +782,7 @@ fn inspection_text(info: &Inspection) -> String {
     );
     line("organisation", h.org_id.clone());
     line("recording", h.recording_id.clone());
-    line("media kind", kind_name(h.media_kind).into());
+    line("media kind", h.media_kind.name().into());
     line("content type", h.content_type.clone());
     line(
         "created",
@@ -793,11 +846,7 @@ fn unwrap_with(pair: &KekPair, key_path: &Path, info: &Inspection) -> Outcome<De
         .filter(|s| s.kek_id == id)
         .chain(stanzas.iter().filter(|s| s.kek_id != id));
     for stanza in ordered {
-        let algorithm = match stanza.algorithm {
-            WrapAlgorithm::RsaOaepSha1 => tapeseal_core::WrapAlgorithm::RsaOaepSha1,
-            WrapAlgorithm::RsaOaepSha256 => tapeseal_core::WrapAlgorithm::RsaOaepSha256,
-        };
-        if let Ok(dek) = pair.unwrap(&stanza.wrapped_dek, algorithm) {
+        if let Ok(dek) = pair.unwrap(&stanza.wrapped_dek, stanza.algorithm.into()) {
             return Ok(dek);
         }
     }

@@ -34,6 +34,44 @@ use bindings::{Tapeseal, TapesealPre};
 pub static GUEST_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tapeseal_guest.wasm"));
 
+impl From<WrapAlgorithm> for tapeseal_core::WrapAlgorithm {
+    fn from(w: WrapAlgorithm) -> Self {
+        match w {
+            WrapAlgorithm::RsaOaepSha256 => Self::RsaOaepSha256,
+            WrapAlgorithm::RsaOaepSha1 => Self::RsaOaepSha1,
+        }
+    }
+}
+
+impl MediaKind {
+    /// Every kind an envelope can carry.
+    pub const ALL: [MediaKind; 6] = [
+        Self::Call,
+        Self::Email,
+        Self::Chat,
+        Self::Message,
+        Self::Transcript,
+        Self::Other,
+    ];
+
+    /// The kind's name: `call`, `email`, `chat`, `message`, `transcript`, `other`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Email => "email",
+            Self::Chat => "chat",
+            Self::Message => "message",
+            Self::Transcript => "transcript",
+            Self::Other => "other",
+        }
+    }
+
+    /// Parses [`MediaKind::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// What one store may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -499,6 +537,14 @@ impl ChunkOpener {
         let handle = self.handle;
         self.session.call(0, |b, st| {
             b.chunk_opener().call_chunk_count(st, handle).map(Ok)
+        })
+    }
+
+    /// The plaintext length the envelope holds.
+    pub fn plaintext_len(&mut self) -> Result<u64> {
+        let handle = self.handle;
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_plaintext_len(st, handle).map(Ok)
         })
     }
 

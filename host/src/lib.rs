@@ -12,3 +12,4 @@ pub mod engine;
 pub mod kek;
 pub mod managed;
 pub mod schedule;
+pub mod server;

@@ -4,7 +4,7 @@
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tapeseal_core::{Dek, MediaKind, Recipient, SealParams, WrapAlgorithm};
-use tapeseal_host::catalogue::{Catalogue, RecordingRecord};
+use tapeseal_host::catalogue::{AuditFilter, Catalogue, RecordingRecord};
 use tapeseal_host::managed::{ManagedKeyError, ManagedKeys, MasterKey};
 
 fn recording(org: &str, id: &str, kek: &str) -> RecordingRecord {
@@ -88,7 +88,7 @@ fn rotation_keeps_old_keks_unwrapping_and_the_guard_protects_referenced_ones() {
     // Once the recording moves to the new KEK, the old one can go.
     assert!(
         catalogue
-            .set_recording_kek(&org.id, "rec-1", &second.id)
+            .set_recording_kek(&org.id, "rec-1", &second.id, 100)
             .expect("move")
     );
     keys.delete(&org.id, &first.id, "test")
@@ -98,10 +98,10 @@ fn rotation_keeps_old_keks_unwrapping_and_the_guard_protects_referenced_ones() {
         Err(ManagedKeyError::NoSuchKek(_))
     ));
     let actions: Vec<String> = catalogue
-        .audit_entries(&org.id)
+        .audit_log(&org.id, &AuditFilter::default())
         .expect("audit")
         .into_iter()
-        .map(|(a, _, _)| a)
+        .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["kek.create", "kek.create", "kek.delete"]);
 }

@@ -10,6 +10,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
+mod audit;
+mod jobs;
+mod recordings;
+
+pub use audit::{AuditEntry, AuditFilter};
+pub use jobs::{Job, JobState};
+pub use recordings::{RecordingFilter, RecordingRecord};
+
 /// Migrations in order; a catalogue records the highest it has applied.
 const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema.sql"))];
 
@@ -75,7 +83,7 @@ impl Role {
 }
 
 /// An organisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Org {
     /// Stable id (`org-` and 16 hex digits).
     pub id: String,
@@ -107,6 +115,21 @@ impl std::fmt::Debug for NewToken {
             .field("role", &self.role)
             .finish_non_exhaustive()
     }
+}
+
+/// A token as listed: everything but its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    /// Token id (`tok-...`).
+    pub id: String,
+    /// `admin`, `recorder` or `player`.
+    pub role: String,
+    /// The note given when it was created.
+    pub label: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, if revoked.
+    pub revoked_at: Option<i64>,
 }
 
 /// Who a presented token belongs to.
@@ -327,6 +350,25 @@ impl Catalogue {
         }))
     }
 
+    /// The organisation's tokens (never their secrets), newest first.
+    pub fn list_tokens(&self, org_id: &str) -> Result<Vec<TokenInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, role, label, created_at, revoked_at FROM tokens WHERE org_id = ?1
+             ORDER BY created_at DESC, rowid DESC",
+        )?;
+        let rows = stmt.query_map(params![org_id], |row| {
+            Ok(TokenInfo {
+                id: row.get(0)?,
+                role: row.get(1)?,
+                label: row.get(2)?,
+                created_at: row.get(3)?,
+                revoked_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Revokes a token of an organisation; says whether one was revoked.
     pub fn revoke_token(&self, org_id: &str, token_id: &str) -> Result<bool> {
         let n = self.conn().execute(
@@ -436,6 +478,17 @@ impl Catalogue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Marks a KEK retired: it keeps unwrapping what it wraps but is never current
+    /// again. Says whether it was active.
+    pub fn retire_kek(&self, org_id: &str, kek_id: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE keks SET state = 'retired', retired_at = ?1
+             WHERE org_id = ?2 AND id = ?3 AND state = 'active'",
+            params![now_ms(), org_id, kek_id],
+        )?;
+        Ok(n == 1)
+    }
+
     /// How many stored recordings still reference a KEK.
     pub fn recordings_using_kek(&self, org_id: &str, kek_id: &str) -> Result<u64> {
         let n: i64 = self.conn().query_row(
@@ -476,114 +529,6 @@ impl Catalogue {
         )?;
         tx.commit()?;
         Ok(Ok(()))
-    }
-
-    /// Appends to the audit log.
-    pub fn audit(
-        &self,
-        org_id: &str,
-        actor: &str,
-        action: &str,
-        recording_id: Option<&str>,
-        kek_id: Option<&str>,
-        detail: &str,
-    ) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO audit_log (at, org_id, actor, action, recording_id, kek_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                now_ms(),
-                org_id,
-                actor,
-                action,
-                recording_id,
-                kek_id,
-                detail
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// The organisation's audit entries, oldest first: (action, actor, kek id).
-    pub fn audit_entries(&self, org_id: &str) -> Result<Vec<(String, String, Option<String>)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT action, actor, kek_id FROM audit_log WHERE org_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![org_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-/// A stored recording as the catalogue records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingRecord {
-    /// Recording id.
-    pub id: String,
-    /// Owning organisation.
-    pub org_id: String,
-    /// The KEK its envelope is wrapped for; `None` for storage-encrypted kinds.
-    pub kek_id: Option<String>,
-    /// `call`, `email`, `chat`, `message`, `transcript`, `other` or `screen`.
-    pub media_kind: String,
-    /// MIME type.
-    pub content_type: String,
-    /// The conversation it belongs to.
-    pub conversation_id: Option<String>,
-    /// Plaintext bytes.
-    pub plaintext_len: u64,
-    /// Stored bytes (the envelope).
-    pub stored_len: u64,
-    /// Where the object is in the recording repository.
-    pub object_path: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-}
-
-impl Catalogue {
-    /// Records a stored recording.
-    pub fn insert_recording(&self, r: &RecordingRecord) -> Result<()> {
-        let plaintext_len = i64::try_from(r.plaintext_len)
-            .map_err(|_| CatalogueError::Invalid("recording too large"))?;
-        let stored_len = i64::try_from(r.stored_len)
-            .map_err(|_| CatalogueError::Invalid("recording too large"))?;
-        let inserted = self.conn().execute(
-            "INSERT INTO recordings (id, org_id, kek_id, media_kind, content_type, conversation_id,
-                                     plaintext_len, stored_len, object_path, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
-            params![
-                r.id,
-                r.org_id,
-                r.kek_id,
-                r.media_kind,
-                r.content_type,
-                r.conversation_id,
-                plaintext_len,
-                stored_len,
-                r.object_path,
-                r.created_at
-            ],
-        )?;
-        if inserted == 0 {
-            return Err(CatalogueError::Exists(format!("recording '{}'", r.id)));
-        }
-        Ok(())
-    }
-
-    /// Points a recording at another KEK (after its envelope was rewrapped).
-    pub fn set_recording_kek(
-        &self,
-        org_id: &str,
-        recording_id: &str,
-        kek_id: &str,
-    ) -> Result<bool> {
-        let n = self.conn().execute(
-            "UPDATE recordings SET kek_id = ?1 WHERE org_id = ?2 AND id = ?3",
-            params![kek_id, org_id, recording_id],
-        )?;
-        Ok(n == 1)
     }
 }
 

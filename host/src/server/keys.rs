@@ -1,0 +1,319 @@
+//! KEKs over HTTP: list, "change key now", the rotation schedule, the deletion
+//! guard; and the two things the rest of the server needs from the key service:
+//! unwrapping a recording's DEK, and rotating when a schedule says so.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use serde::{Deserialize, Serialize};
+use tapeseal_core::Dek;
+
+use super::auth::Auth;
+use super::error::{ApiError, ApiResult};
+use super::{AppState, Shared};
+use crate::catalogue::{KekRecord, Role};
+use crate::engine::HeaderInfo;
+use crate::schedule::Period;
+
+/// The key routes.
+pub fn routes() -> axum::Router<Shared> {
+    axum::Router::new()
+        .route("/v1/keks", get(list).post(rotate))
+        .route("/v1/keks/{id}", delete(remove).get(one))
+        .route("/v1/rotation-schedule", get(schedule).put(set_schedule))
+}
+
+/// Unwraps a recording's DEK with whichever of the organisation's KEKs its header
+/// has a stanza for. Returns the DEK and the KEK that unwrapped it.
+pub fn unwrap_dek(
+    state: &AppState,
+    org_id: &str,
+    header: &HeaderInfo,
+) -> anyhow::Result<(Dek, String)> {
+    let keys = state.keys();
+    let mut last_error = None;
+    for stanza in &header.stanzas {
+        if state.catalogue.kek(org_id, &stanza.kek_id)?.is_none() {
+            continue;
+        }
+        let started = Instant::now();
+        match keys.unwrap(
+            org_id,
+            &stanza.kek_id,
+            &stanza.wrapped_dek,
+            stanza.algorithm.into(),
+        ) {
+            Ok(dek) => {
+                state.metrics.count(&state.metrics.unwraps);
+                state.metrics.unwrap_seconds.observe(started.elapsed());
+                return Ok((dek, stanza.kek_id.clone()));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(e.into()),
+        None => anyhow::bail!("none of the envelope's KEKs belongs to this organisation"),
+    }
+}
+
+/// A KEK as the API shows it (public parts only).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KekView {
+    /// KEK id.
+    pub id: String,
+    /// `active` or `retired`.
+    pub state: String,
+    /// Whether new recordings are sealed for it.
+    pub current: bool,
+    /// Where its private key is held: `managed`.
+    pub mode: String,
+    /// Its public key, PEM (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
+    /// How many stored recordings are wrapped for it.
+    pub recordings: u64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> ApiResult<KekView> {
+    let recordings = state.catalogue.recordings_using_kek(&kek.org_id, &kek.id)?;
+    let public_key_pem = tapeseal_core::KekPublicKey::from_der(&kek.public_spki)
+        .and_then(|k| k.to_spki_der())
+        .map(|der| pem_block("PUBLIC KEY", &der))
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(KekView {
+        current: current == Some(kek.id.as_str()),
+        mode: if kek.sealed_private.is_some() {
+            "managed"
+        } else {
+            "external"
+        }
+        .into(),
+        id: kek.id,
+        state: kek.state,
+        public_key_pem,
+        recordings,
+        created_at: kek.created_at,
+    })
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The organisation's KEKs, newest first.
+#[utoipa::path(
+    get, path = "/v1/keks", tag = "keys",
+    responses((status = 200, description = "KEKs, newest first", body = Vec<KekView>)),
+    security(("token" = []))
+)]
+pub async fn list(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<Vec<KekView>>> {
+    auth.require(&[Role::Admin])?;
+    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    let keks = state.catalogue.list_keks(auth.org())?;
+    let views = keks
+        .into_iter()
+        .map(|k| view(&state, k, current.as_deref()))
+        .collect::<ApiResult<_>>()?;
+    Ok(Json(views))
+}
+
+/// One KEK.
+#[utoipa::path(
+    get, path = "/v1/keks/{id}", tag = "keys",
+    params(("id" = String, Path, description = "KEK id")),
+    responses(
+        (status = 200, description = "The KEK", body = KekView),
+        (status = 404, description = "No such KEK in this organisation", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn one(
+    State(state): State<Shared>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KekView>> {
+    auth.require(&[Role::Admin])?;
+    let kek = state
+        .catalogue
+        .kek(auth.org(), &id)?
+        .ok_or_else(|| ApiError::not_found("KEK"))?;
+    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    Ok(Json(view(&state, kek, current.as_deref())?))
+}
+
+/// Change key now: generate a new KEK and make it current. Older KEKs keep
+/// decrypting their recordings.
+#[utoipa::path(
+    post, path = "/v1/keks", tag = "keys",
+    responses((status = 201, description = "The new current KEK", body = KekView)),
+    security(("token" = []))
+)]
+pub async fn rotate(
+    State(state): State<Shared>,
+    auth: Auth,
+) -> ApiResult<(StatusCode, Json<KekView>)> {
+    auth.require(&[Role::Admin])?;
+    let kek = state.keys().rotate(auth.org(), auth.actor())?;
+    state.metrics.count(&state.metrics.rotations);
+    tracing::info!(kek_id = %kek.id, "KEK rotated on demand");
+    let record = state
+        .catalogue
+        .kek(auth.org(), &kek.id)?
+        .ok_or_else(|| ApiError::internal(&"the new KEK is missing from the catalogue"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, record, Some(&kek.id))?),
+    ))
+}
+
+/// Delete a KEK. Refused with 409 `kek_in_use` while any stored recording is
+/// wrapped for it: rewrap those first.
+#[utoipa::path(
+    delete, path = "/v1/keks/{id}", tag = "keys",
+    params(("id" = String, Path, description = "KEK id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such KEK in this organisation", body = super::error::ErrorBody),
+        (status = 409, description = "Recordings still use it (`kek_in_use`), or it is the current KEK (`conflict`)", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn remove(
+    State(state): State<Shared>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.require(&[Role::Admin])?;
+    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    if current.as_deref() == Some(id.as_str()) {
+        let users = state.catalogue.recordings_using_kek(auth.org(), &id)?;
+        if users == 0 {
+            return Err(ApiError::conflict(
+                "this is the current KEK; rotate to a new one before deleting it",
+            ));
+        }
+    }
+    state.keys().delete(auth.org(), &id, auth.actor())?;
+    tracing::info!(kek_id = %id, "KEK deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The rotation schedule.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    /// `DISABLED`, `DAILY`, `WEEKLY`, `MONTHLY` or `YEARLY`.
+    pub period: String,
+    /// When the schedule last rotated the KEK (Unix milliseconds).
+    #[serde(default, skip_deserializing)]
+    pub last_rotated_at: Option<i64>,
+    /// When the current KEK is next due (Unix milliseconds); absent when disabled.
+    #[serde(default, skip_deserializing)]
+    pub next_rotation_at: Option<i64>,
+}
+
+fn schedule_view(state: &AppState, org_id: &str) -> ApiResult<ScheduleView> {
+    let (period, last) = state.catalogue.schedule(org_id)?;
+    let next = state
+        .catalogue
+        .current_kek(org_id)?
+        .and_then(|k| period.next_due(k.created_at));
+    Ok(ScheduleView {
+        period: period.name().into(),
+        last_rotated_at: last,
+        next_rotation_at: next,
+    })
+}
+
+/// The organisation's rotation schedule.
+#[utoipa::path(
+    get, path = "/v1/rotation-schedule", tag = "keys",
+    responses((status = 200, description = "The schedule", body = ScheduleView)),
+    security(("token" = []))
+)]
+pub async fn schedule(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<ScheduleView>> {
+    auth.require(&[Role::Admin])?;
+    Ok(Json(schedule_view(&state, auth.org())?))
+}
+
+/// Set the rotation schedule; it is kept across restarts. A KEK that is already a
+/// whole period old rotates at the scheduler's next check.
+#[utoipa::path(
+    put, path = "/v1/rotation-schedule", tag = "keys",
+    request_body = ScheduleView,
+    responses(
+        (status = 200, description = "The new schedule", body = ScheduleView),
+        (status = 400, description = "Unknown period", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn set_schedule(
+    State(state): State<Shared>,
+    auth: Auth,
+    Json(body): Json<ScheduleView>,
+) -> ApiResult<Json<ScheduleView>> {
+    auth.require(&[Role::Admin])?;
+    let period = Period::from_name(&body.period.to_ascii_uppercase()).ok_or_else(|| {
+        ApiError::bad_request("period must be DISABLED, DAILY, WEEKLY, MONTHLY or YEARLY")
+    })?;
+    state.catalogue.set_schedule(auth.org(), period)?;
+    state.catalogue.audit(
+        auth.org(),
+        auth.actor(),
+        "schedule.set",
+        None,
+        None,
+        period.name(),
+    )?;
+    rotate_due(&state);
+    Ok(Json(schedule_view(&state, auth.org())?))
+}
+
+/// Rotates every organisation whose schedule is due now. Called at start (so a
+/// rotation missed while the server was down happens then) and by the scheduler.
+pub fn rotate_due(state: &AppState) {
+    let orgs = match state.catalogue.list_orgs() {
+        Ok(orgs) => orgs,
+        Err(e) => {
+            tracing::error!(error = %e, "scheduler cannot list organisations");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for org in orgs {
+        match state.keys().rotate_if_due(&org.id, now) {
+            Ok(Some(kek)) => {
+                state.metrics.count(&state.metrics.rotations);
+                tracing::info!(org_id = %org.id, kek_id = %kek.id, "KEK rotated by schedule");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(org_id = %org.id, error = %e, "scheduled rotation failed"),
+        }
+    }
+}
+
+/// Checks the schedules every `scheduler_interval_secs`.
+pub async fn scheduler(state: Shared) {
+    let period = Duration::from_secs(state.config.scheduler_interval_secs);
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        rotate_due(&state);
+    }
+}
