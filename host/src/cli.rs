@@ -69,6 +69,13 @@ enum Command {
     Rewrap(RewrapArgs),
     /// Run the recording server (HTTP API; see docs/API.md).
     Serve(ServeArgs),
+    /// Write sample recordings (a WAV call, an email, a chat) to try the server with;
+    /// prints one line per file: name, media kind, MIME type.
+    Samples {
+        /// Directory to write them into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Manage organisations in a server's catalogue.
     Org {
         #[command(subcommand)]
@@ -376,9 +383,23 @@ fn run(cli: Cli) -> Outcome {
         Command::Open(args) => open(&runtime()?, &args),
         Command::Rewrap(args) => rewrap(&runtime()?, &args),
         Command::Serve(args) => serve(args),
+        Command::Samples { out } => samples(&out),
         Command::Org { action } => org(action),
         Command::Token { action } => token(action),
     }
+}
+
+fn samples(out: &Path) -> Outcome {
+    fs::create_dir_all(out).map_err(|e| Failure::io("cannot create", out, e))?;
+    for sample in crate::samples::all() {
+        let path = out.join(sample.file_name);
+        fs::write(&path, &sample.bytes).map_err(|e| Failure::io("cannot write", &path, e))?;
+        println!(
+            "{} {} {}",
+            sample.file_name, sample.kind, sample.content_type
+        );
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Outcome {

@@ -43,6 +43,19 @@ impl From<WrapAlgorithm> for tapeseal_core::WrapAlgorithm {
     }
 }
 
+impl From<MediaKind> for tapeseal_core::MediaKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Call => Self::Call,
+            MediaKind::Email => Self::Email,
+            MediaKind::Chat => Self::Chat,
+            MediaKind::Message => Self::Message,
+            MediaKind::Transcript => Self::Transcript,
+            MediaKind::Other => Self::Other,
+        }
+    }
+}
+
 impl MediaKind {
     /// Every kind an envelope can carry.
     pub const ALL: [MediaKind; 6] = [
@@ -56,14 +69,7 @@ impl MediaKind {
 
     /// The kind's name: `call`, `email`, `chat`, `message`, `transcript`, `other`.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Call => "call",
-            Self::Email => "email",
-            Self::Chat => "chat",
-            Self::Message => "message",
-            Self::Transcript => "transcript",
-            Self::Other => "other",
-        }
+        tapeseal_core::MediaKind::from(self).name()
     }
 
     /// Parses [`MediaKind::name`].

@@ -74,6 +74,9 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         })?;
     }
     step("vectors are current", || crate::vectors::run(root, true))?;
+    step("the README's run command: cargo xtask demo --check", || {
+        crate::demo::run(root, true)
+    })?;
     crate::npm::test(root)?;
     println!("\nxtask ci: all checks passed");
     Ok(())

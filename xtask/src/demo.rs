@@ -1,208 +1,285 @@
-//! `cargo xtask demo`: the core at work on sample recordings — a call (WAV tone), an
-//! email and a chat transcript — sealed, inspected, opened and rewrapped onto a second
-//! KEK, with every file left in `target/demo/` to look at.
+//! `cargo xtask demo`: the recording server on 127.0.0.1 with its embedded defaults,
+//! a demo organisation with one token per role, and sample recordings (a WAV call,
+//! an email, a chat transcript) ingested over HTTP and played back. It prints what
+//! to curl, then serves until Ctrl-C. `--check` stops after the playback check (CI
+//! runs it, so the README's run command is proven on every change).
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
-use pkcs8::{EncodePrivateKey, LineEnding};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
-use rsa::Oaep;
-use spki::EncodePublicKey;
-use tapeseal_core::{
-    Dek, Header, KekPublicKey, MediaKind, Recipient, RewrapMode, SealParams, WrapAlgorithm,
-    inspect, open, rewrap, seal,
-};
+use crate::ci::Res;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+/// The address the demo asks for; when it is taken, any free loopback port.
+const PREFERRED: &str = "127.0.0.1:8750";
 
-pub(crate) fn run(root: &Path) -> Res<()> {
+pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
+    crate::ci::step("build the tapeseal binary", || {
+        crate::ci::cargo(root, &["build", "-p", "tapeseal-host"])
+    })?;
+    let bin = root.join("target/debug/tapeseal");
     let dir = root.join("target/demo");
-    fs::create_dir_all(&dir)?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
-    let mut rng = ChaCha20Rng::from_seed(seed);
-
-    println!(
-        "tapeseal demo: everything is written to {}\n",
-        dir.display()
-    );
-    let kek1 = make_kek(&dir, "demo-kek-1", &mut rng)?;
-    let kek2 = make_kek(&dir, "demo-kek-2", &mut rng)?;
-
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
-    let samples: [(&str, MediaKind, &str, Vec<u8>); 3] = [
-        (
-            "call.wav",
-            MediaKind::Call,
-            "audio/wav",
-            wav_tone(440.0, 10.0),
-        ),
-        (
-            "email.eml",
-            MediaKind::Email,
-            "message/rfc822",
-            EMAIL.as_bytes().to_vec(),
-        ),
-        (
-            "chat.json",
-            MediaKind::Chat,
-            "application/json",
-            CHAT.as_bytes().to_vec(),
-        ),
-    ];
-
-    println!(
-        "{:<12} {:>10} {:>10} {:>7} {:<11} {:<8}",
-        "recording", "plaintext", "envelope", "chunks", "kind", "KEK"
-    );
-    let mut sealed = Vec::new();
-    for (name, kind, content_type, plain) in &samples {
-        let dek = Dek::generate(&mut rng);
-        let params = SealParams::new("demo-org", *name, *kind, *content_type, now_ms)
-            .with_context("conversation-id", "demo-conversation-1");
-        let recipient = Recipient::new(&kek1.id, kek1.public.clone());
-        let envelope = seal(&mut rng, &dek, &params, &[recipient], plain)?;
-        let path = dir.join(format!("{name}.tapeseal"));
-        fs::write(&path, &envelope)?;
-        let info = inspect(&envelope)?;
-        let layout = info.layout.ok_or("sealed envelope has no layout")?;
-        println!(
-            "{:<12} {:>10} {:>10} {:>7} {:<11} {:<8}",
-            name,
-            plain.len(),
-            envelope.len(),
-            layout.chunk_count(),
-            info.header.media_kind().name(),
-            info.header.stanzas()[0].kek_id
-        );
-        fs::write(dir.join(name), plain)?;
-        sealed.push((name, envelope, plain));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
     }
+    let data = dir.join("data");
+    let samples_dir = dir.join("samples");
+    let data_arg = data.to_str().ok_or("non-UTF-8 path")?;
+
+    let listing = capture(
+        &bin,
+        &["samples", "--out", samples_dir.to_str().ok_or("path")?],
+    )?;
+    capture(&bin, &["org", "create", "--data", data_arg, "demo"])?;
+    let mut tokens = Vec::new();
+    for role in ["admin", "recorder", "player"] {
+        let secret = capture(
+            &bin,
+            &[
+                "token", "create", "--data", data_arg, "--org", "demo", "--role", role, "--label",
+                "demo",
+            ],
+        )?;
+        tokens.push((role, secret.trim().to_string()));
+    }
+    let token = |role: &str| {
+        tokens
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    };
+    let env_file = dir.join("tokens.env");
+    write_private(
+        &env_file,
+        &tokens
+            .iter()
+            .map(|(role, t)| format!("export TAPESEAL_{}={t}\n", role.to_uppercase()))
+            .collect::<String>(),
+    )?;
+
+    let server = Server::start(&bin, &data, PREFERRED)
+        .or_else(|_| Server::start(&bin, &data, "127.0.0.1:0"))?;
+    let url = server.url.clone();
+    let addr = url.trim_start_matches("http://").to_string();
+    println!(
+        "\ntapeseal demo: the server is listening on {url} (data in {})",
+        data.display()
+    );
 
     println!(
-        "\nopening each envelope: unwrap the DEK with the KEK's private key, then open the payload"
+        "\n{:<10} {:<6} {:>8}  {:<38} played back",
+        "sample", "kind", "bytes", "recording id"
     );
-    for (name, envelope, plain) in &sealed {
-        let header = Header::parse(envelope)?;
-        let dek = unwrap(&kek1, &header.stanzas()[0].wrapped_dek)?;
-        let opened = open(envelope, &dek)?;
-        if opened != **plain {
-            return Err(format!("{name}: opened bytes differ from the original").into());
+    let mut first_id = String::new();
+    for line in listing.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(file), Some(kind), Some(content_type)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let body = fs::read(samples_dir.join(file))?;
+        let (status, reply) = http(
+            &addr,
+            "POST",
+            &format!("/v1/recordings?kind={kind}&conversation_id=demo-conversation-1"),
+            &token("recorder"),
+            &[("Content-Type", content_type)],
+            &body,
+        )?;
+        if status != 201 {
+            return Err(format!(
+                "ingest of {file} failed: {status} {}",
+                String::from_utf8_lossy(&reply)
+            )
+            .into());
         }
-        fs::write(dir.join(format!("opened-{name}")), &opened)?;
-        println!(
-            "  {name}: {} bytes, identical to the original",
-            opened.len()
-        );
+        let meta: serde_json::Value = serde_json::from_slice(&reply)?;
+        let id = meta["id"].as_str().ok_or("no recording id")?.to_string();
+        let (status, played) = http(
+            &addr,
+            "GET",
+            &format!("/v1/recordings/{id}/content"),
+            &token("player"),
+            &[],
+            &[],
+        )?;
+        let same = status == 200 && played == body;
+        if !same {
+            return Err(format!("{file}: playback returned {status} and different bytes").into());
+        }
+        println!("{file:<10} {kind:<6} {:>8}  {id:<38} identical", body.len());
+        if first_id.is_empty() {
+            first_id = id;
+        }
     }
+    let (status, part) = http(
+        &addr,
+        "GET",
+        &format!("/v1/recordings/{first_id}/content"),
+        &token("player"),
+        &[("Range", "bytes=44-1043")],
+        &[],
+    )?;
+    println!(
+        "range bytes=44-1043 of the call: HTTP {status}, {} bytes (only the chunks holding them were opened)",
+        part.len()
+    );
 
-    let (name, envelope, plain) = &sealed[0];
-    let old_header = Header::parse(envelope)?;
-    let dek = unwrap(&kek1, &old_header.stanzas()[0].wrapped_dek)?;
-    let to =
-        Recipient::new(&kek2.id, kek2.public.clone()).with_algorithm(WrapAlgorithm::RsaOaepSha1);
-    let moved = rewrap(&mut rng, envelope, &dek, &[to], RewrapMode::Replace)?;
-    let new_header = Header::parse(&moved)?;
-    let same_payload = moved[new_header.header_len()..] == envelope[old_header.header_len()..];
-    let dek2 = unwrap(&kek2, &new_header.stanzas()[0].wrapped_dek)?;
-    let reopened = open(&moved, &dek2)?;
-    fs::write(dir.join(format!("{name}.rewrapped.tapeseal")), &moved)?;
-    println!(
-        "\nrewrap {name} from {} to {} ({}): payload bytes identical: {same_payload}; opens with {}: {}",
-        kek1.id,
-        kek2.id,
-        new_header.stanzas()[0].algorithm,
-        kek2.id,
-        reopened == **plain
-    );
-    println!("\nlisten: {}", dir.join("opened-call.wav").display());
-    let d = dir.display();
-    println!(
-        "\nthe same with the tapeseal CLI (the core running in wasmtime, keys in aws-lc-rs):\n  \
-         cargo run --release -p tapeseal-host -- inspect {d}/call.wav.tapeseal\n  \
-         cargo run --release -p tapeseal-host -- open --key {d}/demo-kek-1.private.pem \\\n      \
-         --in {d}/call.wav.tapeseal --out {d}/cli-call.wav"
-    );
-    println!(
-        "\nNot built yet: the recording server (`tapeseal serve`), browser playback and the\n\
-         reference LKM. `cargo xtask npm` builds the npm package."
-    );
+    let e = env_file.display();
+    let auth = |role: &str| format!("-H \"Authorization: Bearer $TAPESEAL_{role}\"");
+    let (admin, recorder, player) = (auth("ADMIN"), auth("RECORDER"), auth("PLAYER"));
+    let commands = [
+        format!("source {e}"),
+        format!("curl -s {player} {url}/v1/recordings | python3 -m json.tool"),
+        format!("curl -s {player} {url}/v1/recordings/{first_id}/content -o call.wav"),
+        format!(
+            "curl -s {player} -H 'Range: bytes=0-1023' {url}/v1/recordings/{first_id}/content | xxd | head"
+        ),
+        format!(
+            "curl -s {recorder} -H 'Content-Type: text/plain' --data-binary hello '{url}/v1/recordings?kind=message'"
+        ),
+        format!("curl -s {admin} {url}/v1/keks | python3 -m json.tool"),
+        format!("curl -s {admin} '{url}/v1/audit?action=recording.decrypt' | python3 -m json.tool"),
+        format!("curl -s {url}/metrics | grep ^tapeseal_"),
+        format!("curl -s {url}/openapi.json | head"),
+    ];
+    println!("\nTry it (tokens for each role are in {e}):");
+    for command in commands {
+        println!("  {command}");
+    }
+    println!("Rotation, rewrap and the deletion guard, step by step: docs/API.md.");
+    if check {
+        server.stop()?;
+        println!("\ndemo check passed; the server stopped cleanly");
+        return Ok(());
+    }
+    println!("\nServing until Ctrl-C.");
+    server.wait()
+}
+
+fn capture(bin: &Path, args: &[&str]) -> Res<String> {
+    let out = Command::new(bin).args(args).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "tapeseal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn write_private(path: &Path, text: &str) -> Res<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())?;
     Ok(())
 }
 
-struct DemoKek {
-    id: String,
-    public: KekPublicKey,
-    private: rsa::PrivateKey,
+struct Server {
+    child: Child,
+    url: String,
 }
 
-fn make_kek(dir: &Path, id: &str, rng: &mut ChaCha20Rng) -> Res<DemoKek> {
-    let private = rsa::PrivateKey::new(rng, 3072)?;
-    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF)?;
-    fs::write(dir.join(format!("{id}.public.pem")), &public_pem)?;
-    let private_path = dir.join(format!("{id}.private.pem"));
-    fs::write(
-        &private_path,
-        private.to_pkcs8_pem(LineEnding::LF)?.as_bytes(),
-    )?;
-    #[cfg(unix)]
+impl Server {
+    fn start(bin: &Path, data: &Path, listen: &str) -> Res<Self> {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", listen])
+            .env(
+                "TAPESEAL_LOG",
+                std::env::var("TAPESEAL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("listening on ") => {
+                std::thread::spawn(move || for _ in lines {});
+                Ok(Self {
+                    url: line.trim_start_matches("listening on ").to_string(),
+                    child,
+                })
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("the server did not start on {listen}").into())
+            }
+        }
+    }
+
+    /// Asks the server to shut down (SIGTERM) and waits for it.
+    fn stop(mut self) -> Res<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            self.child.kill()?;
+        }
+        let exit = self.child.wait()?;
+        if exit.success() {
+            Ok(())
+        } else {
+            Err(format!("the server exited with {exit}").into())
+        }
+    }
+
+    fn wait(mut self) -> Res<()> {
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// One HTTP/1.1 request on loopback; returns the status and body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Res<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr)?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
     {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&private_path, fs::Permissions::from_mode(0o600))?;
+        return Err("unexpected chunked response".into());
     }
-    println!("KEK {id}: RSA-3072, public key {id}.public.pem");
-    Ok(DemoKek {
-        id: id.to_string(),
-        public: KekPublicKey::from_pem(&public_pem)?,
-        private,
-    })
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no HTTP status")?;
+    Ok((status, response[split + 4..].to_vec()))
 }
-
-/// Demo-only unwrap with the `rsa` crate; the product's key services unwrap with
-/// aws-lc-rs.
-fn unwrap(kek: &DemoKek, wrapped: &[u8]) -> Res<Dek> {
-    let bytes = kek
-        .private
-        .decrypt(Oaep::<sha2::Sha256>::new(), wrapped)
-        .or_else(|_| kek.private.decrypt(Oaep::<sha1::Sha1>::new(), wrapped))
-        .map_err(|_| "could not unwrap the DEK")?;
-    Ok(Dek::from_slice(&bytes)?)
-}
-
-/// A mono 16-bit 8 kHz PCM WAV file holding a sine tone.
-fn wav_tone(freq: f64, seconds: f64) -> Vec<u8> {
-    let rate = 8000u32;
-    let samples = (f64::from(rate) * seconds) as u32;
-    let mut out = Vec::with_capacity(44 + samples as usize * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + samples * 2).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(samples * 2).to_le_bytes());
-    for n in 0..samples {
-        let t = f64::from(n) / f64::from(rate);
-        let v = (t * freq * std::f64::consts::TAU).sin() * 0.3 * f64::from(i16::MAX);
-        out.extend_from_slice(&(v as i16).to_le_bytes());
-    }
-    out
-}
-
-const EMAIL: &str = "From: customer@example.com\r\nTo: support@example.com\r\n\
-Subject: Card replacement\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-Hello, my card was damaged. Could you send a replacement to the address on file?\r\n";
-
-const CHAT: &str = r#"{"conversationId":"demo-conversation-1","messages":[
-{"from":"customer","at":"2026-11-28T09:00:01Z","text":"Hi, I was double charged."},
-{"from":"agent","at":"2026-11-28T09:00:09Z","text":"Sorry about that, let me look."},
-{"from":"agent","at":"2026-11-28T09:01:30Z","text":"Refund issued; it will show in 3 days."}]}"#;

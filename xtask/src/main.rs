@@ -3,7 +3,7 @@
 //! - `ci`: every check CI runs, installing what is missing first.
 //! - `vectors [--check]`: regenerate (or verify) `tests/vectors/`.
 //! - `bench`: the criterion benchmarks.
-//! - `demo`: seal, inspect and open sample recordings on this machine.
+//! - `demo [--check]`: the recording server with sample recordings on 127.0.0.1.
 //! - `npm`: build the npm package into `target/npm/tapeseal` and pack it.
 
 mod ci;
@@ -21,7 +21,9 @@ commands:
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
   bench              run the criterion benchmarks of the core and of the wasmtime host,
                      then the npm package's seal/open throughput in Node and Chromium
-  demo               seal, inspect and open sample recordings in target/demo/
+  demo [--check]     run the recording server on 127.0.0.1 with a demo organisation and
+                     sample recordings (data in target/demo/); --check stops after
+                     checking playback instead of serving until Ctrl-C
   npm [--test]       build the npm package into target/npm/tapeseal and pack it;
                      with --test, also run its Node, Chromium and consumer tests";
 
@@ -46,7 +48,8 @@ fn main() -> ExitCode {
             .concat(),
         )
         .and_then(|()| npm::bench(&root)),
-        ["demo"] => demo::run(&root),
+        ["demo"] => demo::run(&root, false),
+        ["demo", "--check"] => demo::run(&root, true),
         ["npm"] => npm::pack(&root).map(|_| ()),
         ["npm", "--test"] => npm::install(&root).and_then(|()| npm::test(&root)),
         _ => {

@@ -2,16 +2,15 @@
 //! the operator), an organisation's tokens, and its audit log.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::Shared;
 use super::auth::{Auth, Operator};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, JsonBody, QueryParams};
 use crate::catalogue::{AuditEntry, AuditFilter, Org, Role, TokenInfo};
 
 /// The operating routes.
@@ -95,12 +94,21 @@ pub struct NewOrg {
     pub name: String,
 }
 
-/// Create an organisation (operator token only).
+/// A new organisation and its first admin token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedOrg {
+    /// The organisation.
+    pub org: Org,
+    /// An admin token for it; the secret is shown this once.
+    pub admin_token: CreatedToken,
+}
+
+/// Create an organisation and its first admin token (operator token only).
 #[utoipa::path(
     post, path = "/v1/orgs", tag = "organisations",
     request_body = NewOrg,
     responses(
-        (status = 201, description = "Created", body = Org),
+        (status = 201, description = "Created", body = CreatedOrg),
         (status = 409, description = "The name is taken", body = super::error::ErrorBody),
     ),
     security(("operator" = []))
@@ -108,13 +116,29 @@ pub struct NewOrg {
 pub async fn create_org(
     State(state): State<Shared>,
     _operator: Operator,
-    Json(body): Json<NewOrg>,
-) -> ApiResult<(StatusCode, Json<Org>)> {
+    JsonBody(body): JsonBody<NewOrg>,
+) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     let org = state.catalogue.create_org(&body.name)?;
+    let token = state
+        .catalogue
+        .create_token(&org.id, Role::Admin, "first admin")?;
     state
         .catalogue
         .audit(&org.id, "operator", "org.create", None, None, &org.name)?;
-    Ok((StatusCode::CREATED, Json(org)))
+    state.catalogue.audit(
+        &org.id,
+        "operator",
+        "token.create",
+        None,
+        None,
+        &format!("{} (admin)", token.id),
+    )?;
+    let admin_token = CreatedToken {
+        id: token.id.clone(),
+        token: token.secret.to_string(),
+        role: Role::Admin.name().into(),
+    };
+    Ok((StatusCode::CREATED, Json(CreatedOrg { org, admin_token })))
 }
 
 /// A token to create.
@@ -148,7 +172,7 @@ pub struct CreatedToken {
 pub async fn create_token(
     State(state): State<Shared>,
     auth: Auth,
-    Json(body): Json<NewTokenRequest>,
+    JsonBody(body): JsonBody<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     auth.require(&[Role::Admin])?;
     let role = Role::from_name(&body.role)
@@ -167,12 +191,11 @@ pub async fn create_token(
         None,
         &format!("{} ({})", token.id, role.name()),
     )?;
-    let secret: Zeroizing<String> = token.secret.clone();
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
             id: token.id.clone(),
-            token: secret.to_string(),
+            token: token.secret.to_string(),
             role: role.name().into(),
         }),
     ))
@@ -249,7 +272,7 @@ pub struct AuditQuery {
 pub async fn audit(
     State(state): State<Shared>,
     auth: Auth,
-    Query(q): Query<AuditQuery>,
+    QueryParams(q): QueryParams<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
     auth.require(&[Role::Admin])?;
     let filter = AuditFilter {

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::auth::Auth;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, JsonBody};
 use super::keys::unwrap_dek;
 use super::{AppState, Shared};
 use crate::catalogue::{Job, JobState, RecordingFilter, RecordingRecord, Role};
@@ -115,7 +115,7 @@ struct Progress {
 pub async fn create_rewrap(
     State(state): State<Shared>,
     auth: Auth,
-    Json(request): Json<RewrapRequest>,
+    JsonBody(request): JsonBody<RewrapRequest>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
     auth.require(&[Role::Admin])?;
     if state
@@ -215,12 +215,13 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
         algorithm: WrapAlgorithm::RsaOaepSha256,
     };
     let mut progress: Progress = serde_json::from_value(job.progress.clone()).unwrap_or_default();
-    state.catalogue.update_job(
-        org,
-        &job.id,
-        JobState::Running,
-        &serde_json::to_value(&progress)?,
-    )?;
+    let save = |job_state: JobState, progress: &Progress| -> anyhow::Result<()> {
+        let value = serde_json::to_value(progress)?;
+        Ok(state
+            .catalogue
+            .update_job(org, &job.id, job_state, &value)?)
+    };
+    save(JobState::Running, &progress)?;
     let pause = Duration::from_millis(state.config.jobs.rewrap_pause_ms);
     loop {
         let filter = RecordingFilter {
@@ -259,12 +260,7 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 }
             }
             progress.last_id = Some(record.id);
-            state.catalogue.update_job(
-                org,
-                &job.id,
-                JobState::Running,
-                &serde_json::to_value(&progress)?,
-            )?;
+            save(JobState::Running, &progress)?;
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
@@ -276,9 +272,7 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
     } else {
         JobState::Failed
     };
-    state
-        .catalogue
-        .update_job(org, &job.id, finished, &serde_json::to_value(&progress)?)?;
+    save(finished, &progress)?;
     state.catalogue.audit(
         org,
         "rewrap-job",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tapeseal_core::Dek;
 
 use super::auth::Auth;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, JsonBody};
 use super::{AppState, Shared};
 use crate::catalogue::{KekRecord, Role};
 use crate::engine::HeaderInfo;
@@ -262,7 +262,7 @@ pub async fn schedule(State(state): State<Shared>, auth: Auth) -> ApiResult<Json
 pub async fn set_schedule(
     State(state): State<Shared>,
     auth: Auth,
-    Json(body): Json<ScheduleView>,
+    JsonBody(body): JsonBody<ScheduleView>,
 ) -> ApiResult<Json<ScheduleView>> {
     auth.require(&[Role::Admin])?;
     let period = Period::from_name(&body.period.to_ascii_uppercase()).ok_or_else(|| {

@@ -112,6 +112,10 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         None => None,
     };
     let repo = repo::Repository::local(&config.repository_path())?;
+    let swept = repo::Repository::sweep_staging(&config.repository_path())?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed writes that a crash interrupted");
+    }
     let runtime = Runtime::new(Limits::default())?;
     let (queue, receiver) = jobs::JobQueue::new();
     let state = Arc::new(AppState {

@@ -22,7 +22,7 @@ use crate::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
     ),
     components(schemas(
         recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
-        admin::Health, admin::NewOrg, admin::NewTokenRequest, admin::CreatedToken,
+        admin::Health, admin::NewOrg, admin::CreatedOrg, admin::NewTokenRequest, admin::CreatedToken,
         error::ErrorBody, error::ErrorDetail, AuditEntry, Job, JobState, Org, TokenInfo,
     )),
     modifiers(&Security),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Auth;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, QueryParams};
 use super::keys::unwrap_dek;
 use super::repo::{ObjectWriter, Repository};
 use super::{AppState, Shared};
@@ -160,7 +160,7 @@ fn now_ms() -> i64 {
 pub async fn ingest(
     State(state): State<Shared>,
     auth: Auth,
-    Query(query): Query<IngestQuery>,
+    QueryParams(query): QueryParams<IngestQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<RecordingView>)> {
@@ -334,7 +334,7 @@ fn lookup(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RecordingRecord>
 pub async fn list(
     State(state): State<Shared>,
     auth: Auth,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<Vec<RecordingView>>> {
     auth.require(&[Role::Admin, Role::Player])?;
     let filter = RecordingFilter {
@@ -437,6 +437,16 @@ fn unsatisfiable(len: u64) -> Response {
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }
     response
+}
+
+/// The range a request asks for (`None`: all of it), or the 416 refusal.
+#[allow(clippy::result_large_err)]
+fn requested(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, Response> {
+    match parse_range(headers.get(header::RANGE), len) {
+        RangeRequest::Full => Ok(None),
+        RangeRequest::Partial(r) => Ok(Some(r)),
+        RangeRequest::Unsatisfiable => Err(unsatisfiable(len)),
+    }
 }
 
 /// A response for `range` of a `len`-byte resource whose bytes `body` streams.
@@ -551,7 +561,16 @@ pub async fn content(
     let started = Instant::now();
     let record = lookup(&state, &auth, &id)?;
     let Some(kek_id) = &record.kek_id else {
-        return storage_content(&state, &auth, &record, &headers).await;
+        let content_type = record.content_type.clone();
+        return stored_object(
+            &state,
+            &auth,
+            &record,
+            &headers,
+            &content_type,
+            "recording.read",
+        )
+        .await;
     };
     let unreadable = |e: &dyn std::fmt::Display| {
         tracing::warn!(recording_id = %record.id, error = %e, "stored recording is unreadable");
@@ -578,10 +597,9 @@ pub async fn content(
         .map_err(|e| ApiError::decrypt_failed(&record.id, &e))?;
     drop(dek);
     let len = opener.plaintext_len()?;
-    let range = match parse_range(headers.get(header::RANGE), len) {
-        RangeRequest::Full => None,
-        RangeRequest::Partial(r) => Some(r),
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(len)),
+    let range = match requested(&headers, len) {
+        Ok(range) => range,
+        Err(refusal) => return Ok(refusal),
     };
     let wanted = range.clone().unwrap_or(0..len);
     let chunks = if len == 0 {
@@ -647,32 +665,34 @@ pub async fn content(
     ranged_response(&record.content_type, range, len, Body::from_stream(stream))
 }
 
-/// Content of a storage-encrypted recording (screen recordings).
-async fn storage_content(
+/// The stored object itself, whole or one range: a storage-encrypted recording's
+/// content, or an envelope. Audited as `action`.
+async fn stored_object(
     state: &AppState,
     auth: &Auth,
     record: &RecordingRecord,
     headers: &HeaderMap,
+    content_type: &str,
+    action: &str,
 ) -> ApiResult<Response> {
-    let len = record.stored_len;
-    let range = match parse_range(headers.get(header::RANGE), len) {
-        RangeRequest::Full => None,
-        RangeRequest::Partial(r) => Some(r),
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(len)),
+    let len = state.repo.size(&record.object_path).await?;
+    let range = match requested(headers, len) {
+        Ok(range) => range,
+        Err(refusal) => return Ok(refusal),
     };
     state.catalogue.audit(
         auth.org(),
         auth.actor(),
-        "recording.read",
+        action,
         Some(&record.id),
-        None,
-        "storage-encrypted content",
+        record.kek_id.as_deref(),
+        &format!("stored bytes, {len} in all"),
     )?;
     let stream = state
         .repo
         .stream(&record.object_path, range.clone())
         .await?;
-    ranged_response(&record.content_type, range, len, Body::from_stream(stream))
+    ranged_response(content_type, range, len, Body::from_stream(stream))
 }
 
 /// The sealed envelope, byte for byte, for decryption elsewhere (a browser that gets
@@ -706,28 +726,13 @@ pub async fn envelope(
             "this recording is stored with the repository's encryption and has no envelope",
         ));
     }
-    let len = state.repo.size(&record.object_path).await?;
-    let range = match parse_range(headers.get(header::RANGE), len) {
-        RangeRequest::Full => None,
-        RangeRequest::Partial(r) => Some(r),
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(len)),
-    };
-    state.catalogue.audit(
-        auth.org(),
-        auth.actor(),
-        "recording.envelope",
-        Some(&record.id),
-        record.kek_id.as_deref(),
-        "sealed envelope downloaded",
-    )?;
-    let stream = state
-        .repo
-        .stream(&record.object_path, range.clone())
-        .await?;
-    ranged_response(
+    stored_object(
+        &state,
+        &auth,
+        &record,
+        &headers,
         "application/vnd.tapeseal.envelope",
-        range,
-        len,
-        Body::from_stream(stream),
+        "recording.envelope",
     )
+    .await
 }

@@ -78,6 +78,27 @@ impl Repository {
         })
     }
 
+    /// Removes what writes interrupted by a crash left staged in a local repository
+    /// (`<object>#<n>` files), so they neither linger nor count as recordings.
+    /// Returns how many it removed. Call before serving.
+    pub fn sweep_staging(dir: &Path) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(0);
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                removed += Self::sweep_staging(&path)?;
+            } else if entry.file_name().to_string_lossy().contains('#') {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Where a recording's object lives.
     pub fn object_path(org_id: &str, recording_id: &str, sealed: bool) -> String {
         let ext = if sealed { "tseal" } else { "bin" };

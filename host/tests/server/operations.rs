@@ -1,0 +1,318 @@
+//! Operating the server: TLS, restarts, graceful shutdown, health, metrics, the
+//! OpenAPI document, and bootstrapping an organisation through the API.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Api, Server, expect_error, expect_json, noise, org};
+
+#[test]
+fn tls_is_served_with_a_configured_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let acme = org(&data, "acme");
+
+    // A test CA and a server certificate for 127.0.0.1 and localhost.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tapeseal test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("leaf params");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf");
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&cert, leaf.pem()).expect("cert");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("key");
+
+    let server = Server::start(
+        &data,
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let client = reqwest::blocking::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_cert.pem().as_bytes()).expect("ca")])
+        .build()
+        .expect("client");
+    let api = Api::with_client(&server.url, client);
+    let body = noise(70_000, 4);
+    let meta = api.ingest(&acme.recorder, "call", "audio/wav", &body);
+    assert_eq!(
+        api.content(&acme.player, meta["id"].as_str().expect("id")),
+        body
+    );
+
+    // A client that does not trust the CA is refused, and plain HTTP gets nowhere.
+    let untrusting = reqwest::blocking::Client::builder()
+        .tls_certs_only([])
+        .build()
+        .expect("client");
+    assert!(untrusting.get(api.url("/healthz")).send().is_err());
+    let plain = server.url.replacen("https://", "http://", 1);
+    let answered = reqwest::blocking::get(format!("{plain}/healthz"))
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    assert!(!answered);
+}
+
+#[test]
+fn a_restart_on_the_same_data_directory_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let acme = org(&data, "acme");
+    let server = Server::start(&data, "");
+    let api = server.api();
+    let body = noise(123_456, 8);
+    let meta = api.ingest(&acme.recorder, "transcript", "text/plain", &body);
+    let id = meta["id"].as_str().expect("id").to_string();
+    expect_json(api.post_json(&acme.admin, "/v1/keks", &json!({})), 201);
+    expect_json(
+        api.put_json(
+            &acme.admin,
+            "/v1/rotation-schedule",
+            &json!({"period": "MONTHLY"}),
+        ),
+        200,
+    );
+    let keks = expect_json(api.get(&acme.admin, "/v1/keks"), 200);
+    let audit = expect_json(api.get(&acme.admin, "/v1/audit?limit=1000"), 200);
+    let status = server.terminate();
+    assert!(status.success(), "graceful exit: {status}");
+
+    let server = Server::start(&data, "");
+    let api = server.api();
+    assert_eq!(
+        expect_json(api.get(&acme.player, &format!("/v1/recordings/{id}")), 200),
+        meta
+    );
+    assert_eq!(api.content(&acme.player, &id), body);
+    assert_eq!(expect_json(api.get(&acme.admin, "/v1/keks"), 200), keks);
+    let after = expect_json(api.get(&acme.admin, "/v1/audit?limit=1000"), 200);
+    let after = after.as_array().expect("entries");
+    let before = audit.as_array().expect("entries");
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(
+        expect_json(api.get(&acme.admin, "/v1/rotation-schedule"), 200)["period"],
+        "MONTHLY"
+    );
+    // The master key file was created once, owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("master.key"))
+        .expect("master key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn shutdown_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let acme = org(&data, "acme");
+    let server = Server::start(&data, "");
+    let url = server.url.clone();
+
+    // A body that arrives slowly: the server is told to stop while it streams in.
+    struct Slow {
+        left: Vec<u8>,
+        started: std::sync::mpsc::Sender<()>,
+    }
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left.is_empty() {
+                return Ok(0);
+            }
+            let _ = self.started.send(());
+            std::thread::sleep(Duration::from_millis(100));
+            let n = buf.len().min(8192).min(self.left.len());
+            buf[..n].copy_from_slice(&self.left[..n]);
+            self.left.drain(..n);
+            Ok(n)
+        }
+    }
+    let body = noise(80_000, 6);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let upload = {
+        let body = body.clone();
+        let token = acme.recorder.clone();
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let slow = Slow {
+                left: body.clone(),
+                started: tx,
+            };
+            reqwest::blocking::Client::new()
+                .post(format!("{url}/v1/recordings?kind=call"))
+                .bearer_auth(token)
+                .header("Content-Type", "audio/wav")
+                .body(reqwest::blocking::Body::sized(slow, body.len() as u64))
+                .send()
+                .expect("upload")
+        })
+    };
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("upload started");
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal_terminate();
+    let response = upload.join().expect("upload thread");
+    let meta = expect_json(response, 201);
+    let status = server.wait();
+    assert!(status.success(), "graceful exit: {status}");
+
+    let server = Server::start(&data, "");
+    let api = server.api();
+    assert_eq!(
+        api.content(&acme.player, meta["id"].as_str().expect("id")),
+        body
+    );
+    // New connections after shutdown began were not accepted... and the server
+    // that restarted serves normally.
+    expect_json(api.get(&acme.player, "/v1/recordings"), 200);
+}
+
+#[test]
+fn health_metrics_and_the_openapi_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let acme = org(&data, "acme");
+    let server = Server::start(&data, "");
+    let api = server.api();
+
+    let health = expect_json(
+        reqwest::blocking::get(api.url("/healthz")).expect("GET"),
+        200,
+    );
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["schema_version"], 1);
+
+    let meta = api.ingest(&acme.recorder, "call", "audio/wav", &noise(1000, 1));
+    let id = meta["id"].as_str().expect("id");
+    api.content(&acme.player, id);
+    expect_error(api.get(&acme.player, "/v1/keks"), 403, "forbidden");
+    let metrics = reqwest::blocking::get(api.url("/metrics"))
+        .expect("GET")
+        .text()
+        .expect("text");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| unreachable!("{name} missing from:\n{metrics}"))
+    };
+    assert_eq!(value("tapeseal_seals_total"), 1.0);
+    assert_eq!(value("tapeseal_opens_total"), 1.0);
+    assert_eq!(value("tapeseal_unwraps_total"), 1.0);
+    assert_eq!(value("tapeseal_errors_total{code=\"forbidden\"}"), 1.0);
+    assert_eq!(value("tapeseal_seal_seconds_count"), 1.0);
+    assert_eq!(value("tapeseal_open_seconds_count"), 1.0);
+    assert_eq!(value("tapeseal_unwrap_seconds_bucket{le=\"+Inf\"}"), 1.0);
+    assert!(metrics.contains("route=\"/v1/recordings/{id}/content\""));
+    assert!(!metrics.contains(id), "ids never become labels");
+
+    let doc = expect_json(
+        reqwest::blocking::get(api.url("/openapi.json")).expect("GET"),
+        200,
+    );
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    for path in [
+        "/v1/recordings",
+        "/v1/recordings/{id}",
+        "/v1/recordings/{id}/content",
+        "/v1/recordings/{id}/envelope",
+        "/v1/keks",
+        "/v1/keks/{id}",
+        "/v1/rotation-schedule",
+        "/v1/jobs/rewrap",
+        "/v1/jobs/{id}",
+        "/v1/audit",
+        "/v1/orgs",
+        "/v1/tokens",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+    }
+}
+
+#[test]
+fn an_operator_bootstraps_an_organisation_through_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let operator = "operator-secret-for-this-test";
+    let server = Server::start_with(
+        &data,
+        "operator_token_env = \"TAPESEAL_TEST_OPERATOR\"",
+        &[("TAPESEAL_TEST_OPERATOR", operator)],
+    );
+    let api = server.api();
+    expect_error(
+        api.post_json("wrong", "/v1/orgs", &json!({"name": "initech"})),
+        401,
+        "unauthorized",
+    );
+    let created = expect_json(
+        api.post_json(operator, "/v1/orgs", &json!({"name": "initech"})),
+        201,
+    );
+    expect_error(
+        api.post_json(operator, "/v1/orgs", &json!({"name": "initech"})),
+        409,
+        "conflict",
+    );
+    let admin = created["admin_token"]["token"].as_str().expect("token");
+    let mut tokens = Vec::new();
+    for role in ["recorder", "player"] {
+        let t = expect_json(
+            api.post_json(admin, "/v1/tokens", &json!({"role": role, "label": "api"})),
+            201,
+        );
+        tokens.push((
+            t["id"].as_str().expect("id").to_string(),
+            t["token"].as_str().expect("secret").to_string(),
+        ));
+    }
+    let meta = api.ingest(
+        &tokens[0].1,
+        "email",
+        "message/rfc822",
+        b"Subject: hi\r\n\r\nhello",
+    );
+    let id = meta["id"].as_str().expect("id");
+    assert_eq!(api.content(&tokens[1].1, id), b"Subject: hi\r\n\r\nhello");
+    let listed = expect_json(api.get(admin, "/v1/tokens"), 200);
+    assert_eq!(listed.as_array().expect("tokens").len(), 3);
+    assert!(
+        !listed.to_string().contains("tsk_"),
+        "secrets are never listed"
+    );
+    assert_eq!(
+        api.delete(admin, &format!("/v1/tokens/{}", tokens[1].0))
+            .status()
+            .as_u16(),
+        204
+    );
+    expect_error(
+        api.get(&tokens[1].1, &format!("/v1/recordings/{id}")),
+        401,
+        "unauthorized",
+    );
+    // The operator token is not an organisation token.
+    expect_error(api.get(operator, "/v1/recordings"), 401, "unauthorized");
+}
