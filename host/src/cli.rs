@@ -460,7 +460,9 @@ fn catalogue(data: &DataDir) -> Outcome<Catalogue> {
 fn org(action: OrgAction) -> Outcome {
     match action {
         OrgAction::Create { data, name } => {
-            let org = catalogue(&data)?.create_org(&name)?;
+            let catalogue = catalogue(&data)?;
+            let org = catalogue.create_org(&name)?;
+            catalogue.audit(&org.id, "cli", "org.create", None, None, &org.name)?;
             println!("organisation {} created: id {}", org.name, org.id);
         }
         OrgAction::List { data } => {
@@ -480,7 +482,16 @@ fn token(action: TokenAction) -> Outcome {
             role,
             label,
         } => {
-            let token = catalogue(&data)?.create_token(&org, role.into(), &label)?;
+            let catalogue = catalogue(&data)?;
+            let token = catalogue.create_token(&org, role.into(), &label)?;
+            catalogue.audit(
+                &token.org_id,
+                "cli",
+                "token.create",
+                None,
+                None,
+                &format!("{} ({})", token.id, token.role.name()),
+            )?;
             eprintln!(
                 "token {} ({}) for {}: the secret below is shown once and never stored",
                 token.id,
@@ -502,6 +513,7 @@ fn token(action: TokenAction) -> Outcome {
                     org.name
                 )));
             }
+            catalogue.audit(&org.id, "cli", "token.revoke", None, None, &token_id)?;
             println!("token {token_id} revoked");
         }
     }

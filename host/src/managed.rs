@@ -91,17 +91,7 @@ impl MasterKey {
         let mut bytes = Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(bytes.as_mut())
             .map_err(|_| ManagedKeyError::MasterKey("no secure random source".into()))?;
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(|e| fail("create", e))?;
-        file.write_all(bytes.as_ref())
-            .map_err(|e| fail("write", e))?;
-        file.sync_all().map_err(|e| fail("flush", e))?;
+        write_private_file(path, bytes.as_ref()).map_err(|e| fail("create", e))?;
         Self::from_bytes(bytes.as_ref())
     }
 
@@ -262,6 +252,82 @@ impl<'a> ManagedKeys<'a> {
             Err(CatalogueError::Invalid(_)) => Err(ManagedKeyError::NoSuchKek(kek_id.to_string())),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Creates `path` (which must not exist yet) with mode 0600 and `bytes`, flushed to disk.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The server's own key pair for storage-side encryption: what protects recordings
+/// that are not sealed for an organisation's KEK (screen recordings) in a repository
+/// without encryption of its own, like the local directory. It plays the part a
+/// store's server-side encryption (S3 SSE-S3) plays: organisations do not hold it,
+/// and rotation, rewrap and the deletion guard do not apply to it. Its private key
+/// is kept only sealed under the master key.
+pub struct StorageKey {
+    id: String,
+    pair: KekPair,
+}
+
+impl std::fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+const STORAGE_KEY_AAD: &str = "repository storage key";
+
+impl StorageKey {
+    /// Reads the sealed key file, or generates the pair and creates it (mode 0600).
+    pub fn load_or_create(path: &Path, master: &MasterKey) -> Result<Self> {
+        let fail = |what: &str, e: std::io::Error| {
+            ManagedKeyError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
+        };
+        let pair = match fs::read(path) {
+            Ok(sealed) => {
+                let der = master.open("", STORAGE_KEY_AAD, &sealed)?;
+                KekPair::from_pem_or_der(&der)?
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail("read", e)),
+            Err(_) => {
+                let pair = KekPair::generate(3072)?;
+                let sealed = master.seal("", STORAGE_KEY_AAD, &private_der(&pair)?)?;
+                write_private_file(path, &sealed).map_err(|e| fail("create", e))?;
+                pair
+            }
+        };
+        Ok(Self {
+            id: pair.fingerprint().replacen("kek-", "storage-", 1),
+            pair,
+        })
+    }
+
+    /// The id its stanzas carry.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its public key, DER SubjectPublicKeyInfo.
+    pub fn public_spki(&self) -> Result<Vec<u8>> {
+        Ok(self.pair.public_spki_der()?)
+    }
+
+    /// Unwraps a DEK from one of its stanzas.
+    pub fn unwrap(&self, wrapped: &[u8], algorithm: WrapAlgorithm) -> Result<Dek> {
+        Ok(self.pair.unwrap(wrapped, algorithm)?)
     }
 }
 

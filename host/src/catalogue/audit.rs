@@ -9,13 +9,13 @@ use super::{Catalogue, Result, now_ms};
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
-    /// Position in the log; increases with every entry.
+    /// Position in the organisation's log: 1, 2, 3, ... with every entry.
     pub seq: i64,
     /// Unix milliseconds.
     pub at: i64,
     /// The organisation.
     pub org_id: String,
-    /// Who: a token id, `scheduler`, `operator` or `cli`.
+    /// Who: a token id, `scheduler`, `rewrap-job`, `operator` or `cli`.
     pub actor: String,
     /// What, e.g. `recording.decrypt`, `kek.create`, `kek.delete`.
     pub action: String,
@@ -60,8 +60,9 @@ impl Catalogue {
         detail: &str,
     ) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO audit_log (at, org_id, actor, action, recording_id, kek_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(org_seq), 0) + 1 FROM audit_log WHERE org_id = ?2),
+                     ?3, ?4, ?5, ?6, ?7)",
             params![
                 now_ms(),
                 org_id,
@@ -80,13 +81,13 @@ impl Catalogue {
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT seq, at, org_id, actor, action, recording_id, kek_id, detail FROM audit_log
+            "SELECT org_seq, at, org_id, actor, action, recording_id, kek_id, detail FROM audit_log
              WHERE org_id = ?1
                AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
                AND (?4 IS NULL OR actor = ?4) AND (?5 IS NULL OR recording_id = ?5)
                AND (?6 IS NULL OR kek_id = ?6) AND (?7 IS NULL OR action = ?7)
-               AND (?8 IS NULL OR seq > ?8)
-             ORDER BY seq LIMIT ?9",
+               AND (?8 IS NULL OR org_seq > ?8)
+             ORDER BY org_seq LIMIT ?9",
         )?;
         let rows = stmt.query_map(
             params![

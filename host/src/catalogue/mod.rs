@@ -19,7 +19,10 @@ pub use jobs::{Job, JobState};
 pub use recordings::{RecordingFilter, RecordingRecord};
 
 /// Migrations in order; a catalogue records the highest it has applied.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("002_audit_per_org.sql")),
+];
 
 /// What can go wrong in the catalogue.
 #[derive(Debug, thiserror::Error)]

@@ -140,6 +140,11 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("recordings"))
     }
 
+    /// The server's storage key pair, sealed under the master key.
+    pub fn storage_key_path(&self) -> PathBuf {
+        self.data_dir.join("storage-key.sealed")
+    }
+
     /// The master key file.
     pub fn master_key_path(&self) -> PathBuf {
         self.master_key

@@ -36,7 +36,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: `unauthorized`, `forbidden`, `not_found`, `bad_request`,
-    /// `payload_too_large`, `range_not_satisfiable`, `kek_in_use`, `conflict`,
+    /// `method_not_allowed`, `payload_too_large`, `range_not_satisfiable`,
+    /// `kek_in_use`, `conflict`,
     /// `decrypt_failed`, `unreadable_recording`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong.

@@ -73,7 +73,17 @@ pub async fn worker(state: Shared, mut receiver: JobReceiver) {
         };
         if let Err(e) = run_rewrap(&state, &job).await {
             tracing::error!(job_id, error = %e, "job failed");
-            let progress = json!({ "error": e.to_string() });
+            // Keep the progress made so far; add why it stopped.
+            let mut progress = state
+                .catalogue
+                .job(&org_id, &job_id)
+                .ok()
+                .flatten()
+                .map(|j| j.progress)
+                .unwrap_or_else(|| json!({}));
+            if let Some(fields) = progress.as_object_mut() {
+                fields.insert("error".into(), json!(e.to_string()));
+            }
             let _ = state
                 .catalogue
                 .update_job(&org_id, &job_id, JobState::Failed, &progress);

@@ -248,8 +248,8 @@ pub async fn schedule(State(state): State<Shared>, auth: Auth) -> ApiResult<Json
     Ok(Json(schedule_view(&state, auth.org())?))
 }
 
-/// Set the rotation schedule; it is kept across restarts. A KEK that is already a
-/// whole period old rotates at the scheduler's next check.
+/// Set the rotation schedule; it is kept across restarts. A current KEK that is
+/// already a whole period old rotates at once.
 #[utoipa::path(
     put, path = "/v1/rotation-schedule", tag = "keys",
     request_body = ScheduleView,
@@ -277,7 +277,7 @@ pub async fn set_schedule(
         None,
         period.name(),
     )?;
-    rotate_due(&state);
+    rotate_org_if_due(&state, auth.org());
     Ok(Json(schedule_view(&state, auth.org())?))
 }
 
@@ -291,19 +291,24 @@ pub fn rotate_due(state: &AppState) {
             return;
         }
     };
+    for org in orgs {
+        rotate_org_if_due(state, &org.id);
+    }
+}
+
+/// Rotates one organisation's KEK if its schedule says it is due now.
+fn rotate_org_if_due(state: &AppState, org_id: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    for org in orgs {
-        match state.keys().rotate_if_due(&org.id, now) {
-            Ok(Some(kek)) => {
-                state.metrics.count(&state.metrics.rotations);
-                tracing::info!(org_id = %org.id, kek_id = %kek.id, "KEK rotated by schedule");
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(org_id = %org.id, error = %e, "scheduled rotation failed"),
+    match state.keys().rotate_if_due(org_id, now) {
+        Ok(Some(kek)) => {
+            state.metrics.count(&state.metrics.rotations);
+            tracing::info!(org_id, kek_id = %kek.id, "KEK rotated by schedule");
         }
+        Ok(None) => {}
+        Err(e) => tracing::error!(org_id, error = %e, "scheduled rotation failed"),
     }
 }
 

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::catalogue::Catalogue;
 use crate::engine::{Limits, Runtime};
-use crate::managed::{ManagedKeys, MasterKey};
+use crate::managed::{ManagedKeys, MasterKey, StorageKey};
 
 pub mod admin;
 pub mod auth;
@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod playback;
 pub mod recordings;
 pub mod repo;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub catalogue: Catalogue,
     /// Seals managed private KEKs.
     pub master: MasterKey,
+    /// Storage-side encryption for recordings not sealed for an organisation's KEK.
+    pub storage_key: StorageKey,
     /// The compiled guest.
     pub runtime: Runtime,
     /// The recording repository.
@@ -105,6 +108,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         }
         None => MasterKey::load_or_create(&config.master_key_path())?,
     };
+    let storage_key = StorageKey::load_or_create(&config.storage_key_path(), &master)?;
     let operator_token = match &config.operator_token_env {
         Some(var) => Some(Zeroizing::new(std::env::var(var).map_err(|_| {
             anyhow::anyhow!("the operator token variable {var} is not set")
@@ -122,6 +126,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         config,
         catalogue,
         master,
+        storage_key,
         runtime,
         repo,
         metrics: metrics::Metrics::default(),
@@ -138,6 +143,14 @@ pub fn router(state: Shared) -> Router {
         .merge(keys::routes())
         .merge(jobs::routes())
         .merge(admin::routes())
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, jobs, keys, recordings};
+use super::{admin, error, jobs, keys, playback, recordings};
 use crate::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
 
 #[derive(OpenApi)]
@@ -13,8 +13,8 @@ use crate::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
         description = "Recordings sealed per recording under organisation-controlled KEKs. Authenticate with `Authorization: Bearer tsk_...`."
     ),
     paths(
-        recordings::ingest, recordings::list, recordings::metadata, recordings::content,
-        recordings::envelope,
+        recordings::ingest, recordings::list, recordings::metadata, playback::content,
+        playback::envelope,
         keys::list, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
         jobs::create_rewrap, jobs::list, jobs::one,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,

@@ -100,9 +100,8 @@ impl Repository {
     }
 
     /// Where a recording's object lives.
-    pub fn object_path(org_id: &str, recording_id: &str, sealed: bool) -> String {
-        let ext = if sealed { "tseal" } else { "bin" };
-        format!("orgs/{org_id}/{recording_id}.{ext}")
+    pub fn object_path(org_id: &str, recording_id: &str) -> String {
+        format!("orgs/{org_id}/{recording_id}.tseal")
     }
 
     /// Starts an atomic write to `path`.

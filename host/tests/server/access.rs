@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Server, expect_error, expect_json, files_under, noise, org};
+use crate::support::{Server, expect_error, expect_json, files_under, fixture, noise, org};
 
 #[test]
 fn one_organisation_cannot_read_list_or_learn_of_anothers_recordings_or_keys() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let globex = org(&data, "globex");
     let server = Server::start(&data, "");
     let api = server.api();
@@ -82,9 +80,7 @@ fn one_organisation_cannot_read_list_or_learn_of_anothers_recordings_or_keys() {
 
 #[test]
 fn each_role_does_only_its_own_job() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let api = server.api();
     let meta = api.ingest(&acme.recorder, "chat", "application/json", b"[]");
@@ -129,9 +125,7 @@ fn each_role_does_only_its_own_job() {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_stores_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "max_upload_bytes = 100000");
     let api = server.api();
     let repo = data.join("recordings");
@@ -145,6 +139,14 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         "unauthorized",
     );
     expect_error(api.get("Basic abc", "/v1/recordings"), 401, "unauthorized");
+
+    // Unknown routes and methods answer in the same error format.
+    expect_error(api.get(&acme.player, "/v1/no-such-thing"), 404, "not_found");
+    expect_error(
+        api.delete(&acme.admin, "/v1/recordings"),
+        405,
+        "method_not_allowed",
+    );
 
     // Ingest parameters.
     expect_error(
@@ -236,8 +238,18 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         500,
         "unreadable_recording",
     );
-    // A truncated one: the header reads, the payload does not authenticate.
+    // A truncated one: shorter than its catalogue entry says.
     std::fs::write(&object, &good[..good.len() - 100]).expect("truncate");
+    expect_error(
+        api.get(&acme.player, &format!("/v1/recordings/{id}/content")),
+        500,
+        "unreadable_recording",
+    );
+    // A tampered one: the header reads, the payload does not authenticate.
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x80;
+    std::fs::write(&object, &tampered).expect("tamper");
     expect_error(
         api.get(&acme.player, &format!("/v1/recordings/{id}/content")),
         500,

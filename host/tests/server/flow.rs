@@ -2,13 +2,13 @@
 
 use serde_json::Value;
 
-use crate::support::{Server, contains, expect_error, expect_json, files_under, noise, org, read};
+use crate::support::{
+    Server, contains, expect_error, expect_json, files_under, fixture, noise, read,
+};
 
 #[test]
 fn every_media_kind_is_sealed_stored_and_played_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let api = server.api();
 
@@ -101,13 +101,22 @@ fn every_media_kind_is_sealed_stored_and_played_back() {
         ids.push(id);
     }
 
-    // Screen recordings are stored with the repository's encryption, not sealed.
-    let screen = noise(50_000, 9);
+    // Screen recordings get storage-side encryption: sealed for the server's storage
+    // key, not for the organisation's KEK, and with no envelope to download.
+    let screen = with_marker(&noise(50_000, 9));
     let meta = api.ingest(&acme.recorder, "screen", "video/webm", &screen);
     assert_eq!(meta["protection"], "storage");
     assert_eq!(meta["kek_id"], Value::Null);
+    assert_eq!(meta["size"], screen.len());
     let screen_id = meta["id"].as_str().expect("id");
     assert_eq!(api.content(&acme.player, screen_id), screen);
+    let part = api.get_range(
+        &acme.player,
+        &format!("/v1/recordings/{screen_id}/content"),
+        "bytes=100-199",
+    );
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(&part.bytes().expect("body")[..], &screen[100..200]);
     expect_error(
         api.get(
             &acme.player,
@@ -116,9 +125,42 @@ fn every_media_kind_is_sealed_stored_and_played_back() {
         409,
         "conflict",
     );
+    let audit = expect_json(
+        api.get(
+            &acme.admin,
+            &format!("/v1/audit?recording_id={screen_id}&action=recording.decrypt"),
+        ),
+        200,
+    );
+    assert_eq!(audit.as_array().expect("entries").len(), 2);
+    assert!(
+        audit[0]["kek_id"]
+            .as_str()
+            .expect("key")
+            .starts_with("storage-")
+    );
+    let keks = expect_json(api.get(&acme.admin, "/v1/keks"), 200);
+    assert!(
+        !keks.to_string().contains("storage-"),
+        "the storage key is no organisation KEK"
+    );
 
-    // No sealed recording's plaintext is anywhere on disk, and the log holds
-    // neither plaintext nor token secrets.
+    // A HEAD request answers what a GET would send, and decrypts nothing.
+    let first = &ids[0];
+    let head = reqwest::blocking::Client::new()
+        .head(api.url(&format!("/v1/recordings/{first}/content")))
+        .bearer_auth(&acme.player)
+        .send()
+        .expect("HEAD");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().expect("ascii"),
+        cases[0].2.len().to_string()
+    );
+    assert_eq!(head.headers()["content-type"], "audio/wav");
+
+    // No recording's plaintext is anywhere on disk, screen recordings included, and
+    // the log holds neither plaintext nor token secrets.
     for file in files_under(&data) {
         assert!(
             !contains(&read(&file), marker),
@@ -165,9 +207,7 @@ fn every_media_kind_is_sealed_stored_and_played_back() {
 
 #[test]
 fn range_requests_return_exactly_the_bytes_asked_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     // Small chunks, so ranges cross many chunk boundaries.
     let server = Server::start(&data, "chunk_size = 4096");
     let api = server.api();
@@ -208,6 +248,23 @@ fn range_requests_return_exactly_the_bytes_asked_for() {
             "{range}"
         );
     }
+
+    // The audit log records each range as Content-Range states it.
+    let audit = expect_json(
+        api.get(
+            &acme.admin,
+            &format!("/v1/audit?recording_id={id}&action=recording.decrypt&limit=1000"),
+        ),
+        200,
+    );
+    let details: Vec<&str> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["detail"].as_str().expect("detail"))
+        .collect();
+    assert!(details.contains(&"bytes 1000-50000/100003"), "{details:?}");
+    assert!(details.contains(&"bytes 0-0/100003"), "{details:?}");
 
     // Outside the content: 416 with the length.
     let response = api.get_range(&acme.player, &path, &format!("bytes={len}-"));

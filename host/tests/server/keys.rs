@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, expect_error, expect_json, files_under, noise, org, read};
+use crate::support::{Server, expect_error, expect_json, files_under, fixture, noise, read};
 
 fn kek_ids(keks: &Value) -> Vec<String> {
     keks.as_array()
@@ -46,9 +46,7 @@ fn current_kek(api: &crate::support::Api, admin: &str) -> String {
 
 #[test]
 fn change_key_now_and_a_due_schedule_rotate_while_old_recordings_keep_playing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let api = server.api();
 
@@ -141,9 +139,7 @@ fn change_key_now_and_a_due_schedule_rotate_while_old_recordings_keep_playing() 
 
 #[test]
 fn a_kek_in_use_cannot_be_deleted_until_a_rewrap_job_moves_its_recordings() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "chunk_size = 1024");
     let api = server.api();
 
@@ -245,9 +241,7 @@ fn a_kek_in_use_cannot_be_deleted_until_a_rewrap_job_moves_its_recordings() {
 
 #[test]
 fn a_rewrap_job_interrupted_by_a_crash_resumes_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let slow = "[jobs]\nrewrap_pause_ms = 250";
     let server = Server::start(&data, slow);
     let api = server.api();
@@ -312,9 +306,7 @@ fn a_rewrap_job_interrupted_by_a_crash_resumes_and_loses_nothing() {
 
 #[test]
 fn the_running_scheduler_rotates_a_kek_that_falls_due() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "scheduler_interval_secs = 1");
     let api = server.api();
     let body = noise(2_000, 77);

@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Api, Server, expect_error, expect_json, noise, org};
+use crate::support::{Api, Server, expect_error, expect_json, fixture, noise};
 
 #[test]
 fn tls_is_served_with_a_configured_certificate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (dir, data, acme) = fixture();
 
     // A test CA and a server certificate for 127.0.0.1 and localhost.
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -73,9 +71,7 @@ fn tls_is_served_with_a_configured_certificate() {
 
 #[test]
 fn a_restart_on_the_same_data_directory_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let api = server.api();
     let body = noise(123_456, 8);
@@ -122,9 +118,7 @@ fn a_restart_on_the_same_data_directory_loses_nothing() {
 
 #[test]
 fn shutdown_lets_an_upload_in_flight_finish() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let url = server.url.clone();
 
@@ -188,9 +182,7 @@ fn shutdown_lets_an_upload_in_flight_finish() {
 
 #[test]
 fn health_metrics_and_the_openapi_document() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let acme = org(&data, "acme");
+    let (_dir, data, acme) = fixture();
     let server = Server::start(&data, "");
     let api = server.api();
 
@@ -199,7 +191,7 @@ fn health_metrics_and_the_openapi_document() {
         200,
     );
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["schema_version"], 1);
+    assert_eq!(health["schema_version"], 2);
 
     let meta = api.ingest(&acme.recorder, "call", "audio/wav", &noise(1000, 1));
     let id = meta["id"].as_str().expect("id");

@@ -154,6 +154,15 @@ pub(crate) struct Org {
     pub(crate) player: String,
 }
 
+/// A scratch directory, the data directory inside it, and an organisation "acme"
+/// with one token per role.
+pub(crate) fn fixture() -> (tempfile::TempDir, PathBuf, Org) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let acme = org(&data, "acme");
+    (dir, data, acme)
+}
+
 /// Creates an organisation and its tokens with the CLI, as an operator would.
 pub(crate) fn org(data: &Path, name: &str) -> Org {
     let data = data.to_str().expect("utf-8 path");
