@@ -19,7 +19,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci                 run every check CI runs (installs rustup targets and components first)
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
-  bench              run the criterion benchmarks of the core and of the wasmtime host,
+  bench              run the criterion benchmarks of the core, the wasmtime host and the
+                     server over loopback HTTP,
                      then the npm package's seal/open throughput in Node and Chromium
   demo [--check]     run the recording server on 127.0.0.1 with a demo organisation and
                      sample recordings (data in target/demo/); --check stops after
