@@ -152,7 +152,7 @@ pub struct NewTokenRequest {
 }
 
 /// A created token; the secret is shown this once and never stored.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Token id.
     pub id: String,
@@ -160,6 +160,15 @@ pub struct CreatedToken {
     pub token: String,
     /// Its role.
     pub role: String,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Create a token in the caller's organisation (admin).
@@ -248,7 +257,7 @@ pub struct AuditQuery {
     pub from: Option<i64>,
     /// Entries before this time (Unix milliseconds).
     pub to: Option<i64>,
-    /// Entries by this actor (a token id, `scheduler`, `rewrap-job`, `operator`).
+    /// Entries by this actor (a token id, `scheduler`, `rewrap-job`, `operator`, `cli`).
     pub actor: Option<String>,
     /// Entries about this recording.
     pub recording_id: Option<String>,

@@ -95,7 +95,7 @@ impl FromRequestParts<Shared> for Operator {
         let digest = |s: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
         let same = aws_lc_rs::constant_time::verify_slices_are_equal(
             digest(presented).as_ref(),
-            digest(expected).as_ref(),
+            digest(&expected.0).as_ref(),
         )
         .is_ok();
         if same { Ok(Self) } else { Err(unauthorized()) }

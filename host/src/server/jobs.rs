@@ -87,6 +87,14 @@ pub async fn worker(state: Shared, mut receiver: JobReceiver) {
             let _ = state
                 .catalogue
                 .update_job(&org_id, &job_id, JobState::Failed, &progress);
+            let _ = state.catalogue.audit(
+                &org_id,
+                "rewrap-job",
+                "job.rewrap.fail",
+                None,
+                None,
+                &format!("job {job_id} stopped: {e}"),
+            );
         }
     }
 }

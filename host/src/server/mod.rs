@@ -53,9 +53,18 @@ pub struct AppState {
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
     /// The operator token, if one is configured.
-    pub operator_token: Option<Zeroizing<String>>,
+    pub operator_token: Option<OperatorToken>,
     /// Wakes the job worker.
     pub jobs: jobs::JobQueue,
+}
+
+/// The operator token's secret; prints as `[redacted]`.
+pub struct OperatorToken(pub Zeroizing<String>);
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorToken([redacted])")
+    }
 }
 
 /// The state handlers share.
@@ -110,9 +119,9 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
     };
     let storage_key = StorageKey::load_or_create(&config.storage_key_path(), &master)?;
     let operator_token = match &config.operator_token_env {
-        Some(var) => Some(Zeroizing::new(std::env::var(var).map_err(|_| {
-            anyhow::anyhow!("the operator token variable {var} is not set")
-        })?)),
+        Some(var) => Some(OperatorToken(Zeroizing::new(std::env::var(var).map_err(
+            |_| anyhow::anyhow!("the operator token variable {var} is not set"),
+        )?))),
         None => None,
     };
     let repo = repo::Repository::local(&config.repository_path())?;

@@ -241,12 +241,23 @@ pub async fn content(
     if info.header.org_id != record.org_id || info.header.recording_id != record.id {
         return Err(unreadable(&"the envelope header names another recording"));
     }
-    let (dek, key_id) = recording_dek(&state, &record, &info.header)
-        .map_err(|e| ApiError::decrypt_failed(&record.id, &e))?;
+    // A failed decrypt is audited too: who tried, and that it failed.
+    let failed = |e: &dyn std::fmt::Display| {
+        let _ = state.catalogue.audit(
+            auth.org(),
+            auth.actor(),
+            "recording.decrypt_failed",
+            Some(&record.id),
+            record.kek_id.as_deref(),
+            "could not decrypt",
+        );
+        ApiError::decrypt_failed(&record.id, e)
+    };
+    let (dek, key_id) = recording_dek(&state, &record, &info.header).map_err(|e| failed(&e))?;
     let mut opener = state
         .runtime
         .chunk_opener(&header, &dek, size)
-        .map_err(|e| ApiError::decrypt_failed(&record.id, &e))?;
+        .map_err(|e| failed(&e))?;
     drop(dek);
     if opener.plaintext_len()? != len {
         return Err(unreadable(
@@ -265,14 +276,6 @@ pub async fn content(
     } else {
         format!("bytes {}-{}/{len}", wanted.start, wanted.end - 1)
     };
-    state.catalogue.audit(
-        auth.org(),
-        auth.actor(),
-        "recording.decrypt",
-        Some(&record.id),
-        Some(&key_id),
-        &detail,
-    )?;
     let mut reader = Decrypting {
         opener,
         repo: state.repo.clone(),
@@ -284,10 +287,15 @@ pub async fn content(
     };
     // The first batch is opened before the response starts, so a damaged recording
     // or a wrong key gives a clean error instead of a cut-off body.
-    let first = reader
-        .next_batch()
-        .await
-        .map_err(|e| ApiError::decrypt_failed(&record.id, &e))?;
+    let first = reader.next_batch().await.map_err(|e| failed(&e))?;
+    state.catalogue.audit(
+        auth.org(),
+        auth.actor(),
+        "recording.decrypt",
+        Some(&record.id),
+        Some(&key_id),
+        &detail,
+    )?;
     state.metrics.count(&state.metrics.opens);
     let finished = move |reader: &Decrypting, state: &AppState| {
         if reader.next > reader.last {
@@ -349,6 +357,7 @@ async fn stored_object(
     state: &AppState,
     auth: &Auth,
     record: &RecordingRecord,
+    method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let len = state.repo.size(&record.object_path).await?;
@@ -356,6 +365,9 @@ async fn stored_object(
         Ok(range) => range,
         Err(refusal) => return Ok(refusal),
     };
+    if method == Method::HEAD {
+        return ranged_response(ENVELOPE_TYPE, range, len, Body::empty());
+    }
     state.catalogue.audit(
         auth.org(),
         auth.actor(),
@@ -396,6 +408,7 @@ pub async fn envelope(
     State(state): State<Shared>,
     auth: Auth,
     Path(id): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     auth.require(&[Role::Player])?;
@@ -405,5 +418,5 @@ pub async fn envelope(
             "screen recordings are protected by storage-side encryption, not by an organisation KEK; they have no envelope to download",
         ));
     }
-    stored_object(&state, &auth, &record, &headers).await
+    stored_object(&state, &auth, &record, &method, &headers).await
 }

@@ -57,7 +57,8 @@ pub struct RecordingView {
     /// `envelope` (sealed for the organisation's KEK) or `storage` (storage-side
     /// encryption under the server's storage key; screen recordings).
     pub protection: String,
-    /// The KEK its envelope is wrapped for.
+    /// The organisation KEK its envelope is wrapped for; null for screen recordings,
+    /// which are sealed for the server's storage key.
     pub kek_id: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,

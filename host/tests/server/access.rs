@@ -255,6 +255,18 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         500,
         "decrypt_failed",
     );
+    // The failed attempt is audited as such, and not as a decrypt.
+    let audit = expect_json(
+        api.get(&acme.admin, &format!("/v1/audit?recording_id={id}&limit=1000")),
+        200,
+    );
+    let actions: Vec<&str> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["recording.ingest", "recording.decrypt_failed"]);
     // Restored, it plays again: nothing was lost by the failures.
     std::fs::write(&object, &good).expect("restore");
     assert_eq!(api.content(&acme.player, id), noise(100_000, 1));
