@@ -257,7 +257,10 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
     );
     // The failed attempt is audited as such, and not as a decrypt.
     let audit = expect_json(
-        api.get(&acme.admin, &format!("/v1/audit?recording_id={id}&limit=1000")),
+        api.get(
+            &acme.admin,
+            &format!("/v1/audit?recording_id={id}&limit=1000"),
+        ),
         200,
     );
     let actions: Vec<&str> = audit
