@@ -119,7 +119,14 @@ fn ranged_response(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, length)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, "no-store");
+        .header(header::CACHE_CONTROL, "no-store")
+        // Content is the uploader's, typed as the uploader said: never let a browser
+        // sniff it into something else or run it as a page of this origin.
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        );
     if let Some(r) = &range {
         builder = builder.header(
             header::CONTENT_RANGE,

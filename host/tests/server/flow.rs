@@ -66,6 +66,8 @@ fn every_media_kind_is_sealed_stored_and_played_back() {
             *content_type
         );
         assert_eq!(response.headers()["accept-ranges"], "bytes");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
         assert_eq!(&response.bytes().expect("body")[..], &body[..], "{kind}");
 
         // The envelope is the stored object byte for byte, and its header says what
