@@ -1,13 +1,14 @@
 //! Organisations never see each other; roles limit what a token does; bad input
 //! gets a clear error and changes nothing.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Server, expect_error, expect_json, files_under, fixture, noise, org};
+use crate::support::{
+    Server, expect_error, expect_json, files_under, fixture, noise, org, partial_upload,
+};
 
 #[test]
 fn one_organisation_cannot_read_list_or_learn_of_anothers_recordings_or_keys() {
@@ -192,18 +193,7 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
     assert_eq!(ok["size"], 100_000);
 
     // An upload cut off mid-way leaves nothing behind.
-    let addr = api.url("").trim_start_matches("http://").to_string();
-    let mut stream = TcpStream::connect(&addr).expect("connect");
-    write!(
-        stream,
-        "POST /v1/recordings?kind=call HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: audio/wav\r\nContent-Length: 90000\r\n\r\n",
-        acme.recorder
-    )
-    .expect("headers");
-    stream
-        .write_all(&noise(40_000, 2))
-        .expect("part of the body");
-    stream.flush().expect("flush");
+    let stream = partial_upload(&api.url(""), &acme.recorder, 90_000, 40_000);
     std::thread::sleep(Duration::from_millis(300));
     drop(stream);
     std::thread::sleep(Duration::from_millis(500));

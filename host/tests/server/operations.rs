@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Api, Server, expect_error, expect_json, fixture, noise};
+use crate::support::{Api, Server, expect_error, expect_json, fixture, noise, partial_upload};
 
 #[test]
 fn tls_is_served_with_a_configured_certificate() {
@@ -307,4 +307,73 @@ fn an_operator_bootstraps_an_organisation_through_the_api() {
     );
     // The operator token is not an organisation token.
     expect_error(api.get(operator, "/v1/recordings"), 401, "unauthorized");
+}
+
+#[test]
+fn an_upload_still_running_when_the_grace_period_ends_is_discarded_cleanly() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(&data, "shutdown_grace_secs = 1");
+
+    // An upload that stalls half-way and never finishes.
+    let stream = partial_upload(&server.url, &acme.recorder, 20_000_000, 10_000_000);
+    std::thread::sleep(Duration::from_millis(500));
+
+    server.signal_terminate();
+    let status = server.wait();
+    assert!(status.success(), "exits after the grace period: {status}");
+    drop(stream);
+
+    let server = Server::start(&data, "");
+    let api = server.api();
+    let listed = expect_json(api.get(&acme.player, "/v1/recordings"), 200);
+    assert_eq!(listed.as_array().expect("list").len(), 0);
+    let left: Vec<_> = crate::support::files_under(&data.join("recordings"));
+    assert!(left.is_empty(), "nothing of the upload remains: {left:?}");
+}
+
+#[test]
+fn concurrent_uploads_and_playbacks_do_not_mix() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(&data, "chunk_size = 4096");
+    let url = server.url.clone();
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| noise(150_000 + i * 1_001, 40 + i as u64))
+        .collect();
+    let uploads: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|body| {
+            let (url, token) = (url.clone(), acme.recorder.clone());
+            std::thread::spawn(move || {
+                let meta = Api::new(&url).ingest(&token, "call", "audio/wav", &body);
+                (meta["id"].as_str().expect("id").to_string(), body)
+            })
+        })
+        .collect();
+    let stored: Vec<(String, Vec<u8>)> = uploads
+        .into_iter()
+        .map(|t| t.join().expect("upload"))
+        .collect();
+    let playbacks: Vec<_> = stored
+        .into_iter()
+        .map(|(id, body)| {
+            let (url, token) = (url.clone(), acme.player.clone());
+            std::thread::spawn(move || {
+                let api = Api::new(&url);
+                assert_eq!(api.content(&token, &id), body, "{id}");
+                let part = api.get_range(
+                    &token,
+                    &format!("/v1/recordings/{id}/content"),
+                    "bytes=70000-80000",
+                );
+                assert_eq!(&part.bytes().expect("body")[..], &body[70_000..80_001]);
+            })
+        })
+        .collect();
+    for t in playbacks {
+        t.join().expect("playback");
+    }
+    let api = server.api();
+    let listed = expect_json(api.get(&acme.player, "/v1/recordings"), 200);
+    assert_eq!(listed.as_array().expect("list").len(), bodies.len());
 }

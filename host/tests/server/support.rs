@@ -316,6 +316,27 @@ pub(crate) fn expect_error(response: Response, status: u16, code: &str) -> Strin
         .to_string()
 }
 
+/// Starts an upload on a raw connection that declares `declared` bytes and sends only
+/// `sent`; the caller decides when to drop the connection.
+pub(crate) fn partial_upload(
+    base: &str,
+    token: &str,
+    declared: usize,
+    sent: usize,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /v1/recordings?kind=call HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: audio/wav\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .expect("headers");
+    stream.write_all(&noise(sent, 2)).expect("part of the body");
+    stream.flush().expect("flush");
+    stream
+}
+
 /// Every file under `dir`, recursively.
 pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
