@@ -242,7 +242,7 @@ fn a_kek_in_use_cannot_be_deleted_until_a_rewrap_job_moves_its_recordings() {
 #[test]
 fn a_rewrap_job_interrupted_by_a_crash_resumes_and_loses_nothing() {
     let (_dir, data, acme) = fixture();
-    let slow = "[jobs]\nrewrap_pause_ms = 250";
+    let slow = "[jobs]\nrewrap_pause_ms = 400";
     let server = Server::start(&data, slow);
     let api = server.api();
     let bodies: Vec<Vec<u8>> = (0..8)
