@@ -87,14 +87,21 @@ pub(crate) fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
     f().map_err(|e| format!("step '{name}' failed: {e}").into())
 }
 
+/// Adds the wasm32 targets that are missing (the host's build needs wasm32-wasip2
+/// for the guest component).
+pub(crate) fn install_targets(root: &Path) -> Res<()> {
+    let installed = output(root, "rustup", &["target", "list", "--installed"])?;
+    for target in WASM_TARGETS {
+        if !installed.lines().any(|l| l.trim() == target) {
+            run_cmd(root, "rustup", &["target", "add", target])?;
+        }
+    }
+    Ok(())
+}
+
 fn install(root: &Path) -> Res<()> {
     step("toolchain", || {
-        let installed = output(root, "rustup", &["target", "list", "--installed"])?;
-        for target in WASM_TARGETS {
-            if !installed.lines().any(|l| l.trim() == target) {
-                run_cmd(root, "rustup", &["target", "add", target])?;
-            }
-        }
+        install_targets(root)?;
         let components = output(root, "rustup", &["component", "list", "--installed"])?;
         for component in ["rustfmt", "clippy"] {
             if !components.lines().any(|l| l.starts_with(component)) {
