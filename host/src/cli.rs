@@ -444,17 +444,14 @@ impl From<CatalogueError> for Failure {
 }
 
 fn catalogue(data: &DataDir) -> Outcome<Catalogue> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(&data.data)
+    let config = crate::server::Config {
+        data_dir: data.data.clone(),
+        ..crate::server::Config::default()
+    };
+    config
+        .create_data_dir()
         .map_err(|e| Failure::io("cannot create", &data.data, e))?;
-    Ok(Catalogue::open(&data.data.join("catalogue.sqlite3"))?)
+    Ok(Catalogue::open(&config.catalogue_path())?)
 }
 
 fn org(action: OrgAction) -> Outcome {
@@ -710,7 +707,7 @@ fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
             .unwrap_or_else(|| id_from_file(&args.input, &[])),
         media_kind: args.media_kind.into(),
         content_type: args.content_type.clone(),
-        created_at_ms: now_ms(),
+        created_at_ms: u64::try_from(crate::catalogue::now_ms()).unwrap_or(0),
         context,
         chunk_size: args.chunk_size,
     };
@@ -724,13 +721,6 @@ fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
         args.output.display()
     );
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Reads just the header from the start of a file.

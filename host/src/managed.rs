@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tapeseal_core::{Dek, KekPublicKey, WrapAlgorithm};
 use zeroize::Zeroizing;
 
-use crate::catalogue::{Catalogue, CatalogueError, KekRecord};
+use crate::catalogue::{Catalogue, CatalogueError, KekRecord, now_ms};
 use crate::kek::{KekPair, KeyError};
 
 /// Why a managed-key operation failed.
@@ -343,11 +343,4 @@ fn random_id() -> Result<[u8; 8]> {
     aws_lc_rs::rand::fill(&mut id)
         .map_err(|_| ManagedKeyError::MasterKey("no secure random source".into()))?;
     Ok(id)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

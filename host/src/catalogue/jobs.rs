@@ -82,8 +82,14 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 }
 
 impl Catalogue {
-    /// Records a new queued job.
-    pub fn create_job(&self, org_id: &str, kind: &str, params: &serde_json::Value) -> Result<Job> {
+    /// Records a new queued job with its parameters and starting progress.
+    pub fn create_job(
+        &self,
+        org_id: &str,
+        kind: &str,
+        params: &serde_json::Value,
+        progress: &serde_json::Value,
+    ) -> Result<Job> {
         let now = now_ms();
         let job = Job {
             id: format!("job-{}", hex::encode(random_bytes::<8>()?)),
@@ -91,7 +97,7 @@ impl Catalogue {
             kind: kind.to_string(),
             state: JobState::Queued,
             params: params.clone(),
-            progress: serde_json::json!({}),
+            progress: progress.clone(),
             created_at: now,
             updated_at: now,
         };

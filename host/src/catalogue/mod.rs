@@ -166,7 +166,8 @@ fn org_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
     })
 }
 
-fn now_ms() -> i64 {
+/// The current time in Unix milliseconds, as the catalogue records times.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

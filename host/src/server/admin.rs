@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Shared;
 use super::auth::{Auth, Operator};
 use super::error::{ApiError, ApiResult, JsonBody, QueryParams};
-use crate::catalogue::{AuditEntry, AuditFilter, Org, Role, TokenInfo};
+use crate::catalogue::{AuditEntry, AuditFilter, NewToken, Org, Role, TokenInfo};
 
 /// The operating routes.
 pub fn routes() -> axum::Router<Shared> {
@@ -133,11 +133,7 @@ pub async fn create_org(
         None,
         &format!("{} (admin)", token.id),
     )?;
-    let admin_token = CreatedToken {
-        id: token.id.clone(),
-        token: token.secret.to_string(),
-        role: Role::Admin.name().into(),
-    };
+    let admin_token = CreatedToken::from(&token);
     Ok((StatusCode::CREATED, Json(CreatedOrg { org, admin_token })))
 }
 
@@ -160,6 +156,16 @@ pub struct CreatedToken {
     pub token: String,
     /// Its role.
     pub role: String,
+}
+
+impl From<&NewToken> for CreatedToken {
+    fn from(token: &NewToken) -> Self {
+        Self {
+            id: token.id.clone(),
+            token: token.secret.to_string(),
+            role: token.role.name().into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for CreatedToken {
@@ -200,14 +206,7 @@ pub async fn create_token(
         None,
         &format!("{} ({})", token.id, role.name()),
     )?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            id: token.id.clone(),
-            token: token.secret.to_string(),
-            role: role.name().into(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedToken::from(&token))))
 }
 
 /// The organisation's tokens (never their secrets).

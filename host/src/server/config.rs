@@ -127,6 +127,18 @@ impl Config {
         Ok(())
     }
 
+    /// Creates the data directory (owner-only) if it does not exist.
+    pub fn create_data_dir(&self) -> std::io::Result<()> {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            dir.mode(0o700);
+        }
+        dir.create(&self.data_dir)
+    }
+
     /// The catalogue database file.
     pub fn catalogue_path(&self) -> PathBuf {
         self.data_dir.join("catalogue.sqlite3")

@@ -153,15 +153,14 @@ pub async fn create_rewrap(
         .catalogue
         .recordings_using_kek(auth.org(), &request.from_kek_id)?;
     let params = json!({ "from_kek_id": request.from_kek_id, "to_kek_id": to.id });
-    let job = state.catalogue.create_job(auth.org(), "rewrap", &params)?;
     let progress = serde_json::to_value(Progress {
         total,
         ..Progress::default()
     })
     .map_err(|e| ApiError::internal(&e))?;
-    state
+    let job = state
         .catalogue
-        .update_job(auth.org(), &job.id, JobState::Queued, &progress)?;
+        .create_job(auth.org(), "rewrap", &params, &progress)?;
     state.catalogue.audit(
         auth.org(),
         auth.actor(),
@@ -171,10 +170,6 @@ pub async fn create_rewrap(
         &format!("{} recording(s) to {}", total, to.id),
     )?;
     state.jobs.push(auth.org(), &job.id);
-    let job = state
-        .catalogue
-        .job(auth.org(), &job.id)?
-        .ok_or_else(|| ApiError::internal(&"the new job is missing"))?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
@@ -266,7 +261,7 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
                         Some(&to.id),
                         &format!("from {from}; job {}", job.id),
                     )?;
-                    state.metrics.count(&state.metrics.rewrapped);
+                    state.metrics.rewrapped.inc();
                     progress.done += 1;
                 }
                 Err(e) => {

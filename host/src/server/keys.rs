@@ -47,7 +47,7 @@ pub fn unwrap_dek(
             stanza.algorithm.into(),
         ) {
             Ok(dek) => {
-                state.metrics.count(&state.metrics.unwraps);
+                state.metrics.unwraps.inc();
                 state.metrics.unwrap_seconds.observe(started.elapsed());
                 return Ok((dek, stanza.kek_id.clone()));
             }
@@ -167,7 +167,7 @@ pub async fn rotate(
 ) -> ApiResult<(StatusCode, Json<KekView>)> {
     auth.require(&[Role::Admin])?;
     let kek = state.keys().rotate(auth.org(), auth.actor())?;
-    state.metrics.count(&state.metrics.rotations);
+    state.metrics.rotations.inc();
     tracing::info!(kek_id = %kek.id, "KEK rotated on demand");
     let record = state
         .catalogue
@@ -298,13 +298,12 @@ pub fn rotate_due(state: &AppState) {
 
 /// Rotates one organisation's KEK if its schedule says it is due now.
 fn rotate_org_if_due(state: &AppState, org_id: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    match state.keys().rotate_if_due(org_id, now) {
+    match state
+        .keys()
+        .rotate_if_due(org_id, crate::catalogue::now_ms())
+    {
         Ok(Some(kek)) => {
-            state.metrics.count(&state.metrics.rotations);
+            state.metrics.rotations.inc();
             tracing::info!(org_id, kek_id = %kek.id, "KEK rotated by schedule");
         }
         Ok(None) => {}

@@ -53,19 +53,34 @@ impl Histogram {
     }
 }
 
+/// A monotonic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Every metric the server exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Recordings sealed (ingested as envelopes).
-    pub seals: AtomicU64,
+    pub seals: Counter,
     /// Decrypted reads (full content or ranges).
-    pub opens: AtomicU64,
+    pub opens: Counter,
     /// DEK unwraps with a private KEK.
-    pub unwraps: AtomicU64,
+    pub unwraps: Counter,
     /// KEK rotations (scheduled or on demand).
-    pub rotations: AtomicU64,
+    pub rotations: Counter,
     /// Recordings moved to another KEK by rewrap jobs.
-    pub rewrapped: AtomicU64,
+    pub rewrapped: Counter,
     /// Time to ingest and seal one upload.
     pub seal_seconds: Histogram,
     /// Time to unwrap one DEK.
@@ -77,16 +92,7 @@ pub struct Metrics {
     request_seconds: Mutex<BTreeMap<String, Histogram>>,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 impl Metrics {
-    /// Counts one of `counter`.
-    pub fn count(&self, counter: &AtomicU64) {
-        bump(counter);
-    }
-
     /// Counts an error response by its code.
     pub fn error(&self, code: &'static str) {
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,7 +135,7 @@ impl Metrics {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name} {}", counter.get());
         }
         let _ = writeln!(
             out,

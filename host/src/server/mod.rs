@@ -94,13 +94,7 @@ pub fn init_logging(json: bool) {
 
 /// Opens the catalogue, master key, repository and guest that `config` names.
 pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)> {
-    let mut dir = std::fs::DirBuilder::new();
-    dir.recursive(true);
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        dir.mode(0o700);
-    }
-    dir.create(&config.data_dir).map_err(|e| {
+    config.create_data_dir().map_err(|e| {
         anyhow::anyhow!(
             "cannot create the data directory {}: {e}",
             config.data_dir.display()

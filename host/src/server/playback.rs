@@ -157,27 +157,28 @@ impl Decrypting {
         if self.next > self.last {
             return Ok(None);
         }
-        let first = self.opener.chunk_range(self.next)?;
+        // The envelope ranges of the chunks this batch reads, asked of the guest once.
+        let mut chunks = vec![self.opener.chunk_range(self.next)?];
+        let start = chunks[0].start;
         let mut end_chunk = self.next;
-        let mut end = first.end;
         while end_chunk < self.last {
             let next = self.opener.chunk_range(end_chunk + 1)?;
-            if next.end - first.start > READ_BATCH {
+            if next.end - start > READ_BATCH {
                 break;
             }
+            chunks.push(next);
             end_chunk += 1;
-            end = next.end;
         }
-        let ciphertext = self.repo.read(&self.path, first.start..end).await?;
+        let end = chunks[chunks.len() - 1].end;
+        let ciphertext = self.repo.read(&self.path, start..end).await?;
         anyhow::ensure!(
-            ciphertext.len() as u64 == end - first.start,
+            ciphertext.len() as u64 == end - start,
             "the stored envelope is shorter than its catalogue entry"
         );
         let mut out = Vec::new();
-        for index in self.next..=end_chunk {
-            let r = self.opener.chunk_range(index)?;
-            let from = usize::try_from(r.start - first.start)?;
-            let to = usize::try_from(r.end - first.start)?;
+        for (index, r) in (self.next..=end_chunk).zip(&chunks) {
+            let from = usize::try_from(r.start - start)?;
+            let to = usize::try_from(r.end - start)?;
             let plain = self.opener.open_chunk(index, &ciphertext[from..to])?;
             let chunk_start = index * self.chunk_size;
             let lo = self
@@ -303,7 +304,7 @@ pub async fn content(
         Some(&key_id),
         &detail,
     )?;
-    state.metrics.count(&state.metrics.opens);
+    state.metrics.opens.inc();
     let finished = move |reader: &Decrypting, state: &AppState| {
         if reader.next > reader.last {
             state.metrics.open_seconds.observe(started.elapsed());
@@ -354,7 +355,7 @@ fn recording_dek(
         })?;
     let started = Instant::now();
     let dek = storage.unwrap(&stanza.wrapped_dek, stanza.algorithm.into())?;
-    state.metrics.count(&state.metrics.unwraps);
+    state.metrics.unwraps.inc();
     state.metrics.unwrap_seconds.observe(started.elapsed());
     Ok((dek, storage.id().to_string()))
 }

@@ -17,7 +17,7 @@ use super::auth::Auth;
 use super::error::{ApiError, ApiResult, QueryParams};
 use super::repo::{ObjectWriter, Repository};
 use super::{AppState, Shared};
-use crate::catalogue::{RecordingFilter, RecordingRecord, Role};
+use crate::catalogue::{RecordingFilter, RecordingRecord, Role, now_ms};
 use crate::engine::{MediaKind, Recipient, SealParams, WrapAlgorithm};
 
 /// The recording routes.
@@ -138,13 +138,6 @@ fn new_recording_id() -> ApiResult<String> {
     Ok(format!("rec-{}", hex::encode(id)))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Upload a recording. The body is the recording itself, streamed; it is sealed for
 /// the organisation's current KEK as it arrives and stored only once complete. Screen
 /// recordings (`kind=screen`) get storage-side encryption instead: sealed for the
@@ -260,7 +253,7 @@ pub async fn ingest(
         kek_id.as_deref(),
         &format!("{} bytes of {}", plaintext_len, query.kind),
     )?;
-    state.metrics.count(&state.metrics.seals);
+    state.metrics.seals.inc();
     state.metrics.seal_seconds.observe(started.elapsed());
     tracing::info!(recording_id = %id, kind = %query.kind, bytes = plaintext_len, "recording stored");
     Ok((StatusCode::CREATED, Json(record.into())))
