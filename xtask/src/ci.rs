@@ -29,6 +29,8 @@ pub(crate) fn run(root: &Path) -> Res<()> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--features",
+                "tapeseal/failpoints",
                 "--",
                 "-D",
                 "warnings",
@@ -67,6 +69,21 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         )
     })?;
     step("tests", || cargo(root, &["test", "--workspace"]))?;
+    step("crash safety: the failpoint matrix", || {
+        cargo(
+            root,
+            &[
+                "test",
+                "-p",
+                "tapeseal",
+                "--features",
+                "failpoints",
+                "--test",
+                "server",
+                "crash::",
+            ],
+        )
+    })?;
     for target in WASM_TARGETS {
         step(&format!("core for {target}"), || {
             cargo(root, &["build", "-p", "tapeseal-core", "--target", target])?;

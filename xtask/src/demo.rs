@@ -18,7 +18,7 @@ const PREFERRED: &str = "127.0.0.1:8750";
 pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
     crate::ci::step("build the tapeseal binary", || {
         crate::ci::install_targets(root)?;
-        crate::ci::cargo(root, &["build", "-p", "tapeseal-host"])
+        crate::ci::cargo(root, &["build", "-p", "tapeseal"])
     })?;
     let bin = root.join("target/debug/tapeseal");
     let dir = root.join("target/demo");

@@ -19,8 +19,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci                 run every check CI runs (installs rustup targets and components first)
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
-  bench              run the criterion benchmarks of the core, the wasmtime host and the
-                     server over loopback HTTP,
+  bench              run the criterion benchmarks of the core, the wasmtime engine, the
+                     key unwrap and the server over loopback HTTP,
                      then the npm package's seal/open throughput in Node and Chromium
   demo [--check]     run the recording server on 127.0.0.1 with a demo organisation and
                      sample recordings (data in target/demo/); --check stops after
@@ -43,7 +43,18 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => ci::cargo(
             &root,
             &[
-                &["bench", "-p", "tapeseal-core", "-p", "tapeseal-host", "--"][..],
+                &[
+                    "bench",
+                    "-p",
+                    "tapeseal-core",
+                    "-p",
+                    "tapeseal-engine",
+                    "-p",
+                    "tapeseal-keys",
+                    "-p",
+                    "tapeseal",
+                    "--",
+                ][..],
                 rest,
             ]
             .concat(),

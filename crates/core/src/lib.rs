@@ -10,6 +10,10 @@
 //! caller, bytes go in and out as slices and vectors. It builds for
 //! `wasm32-unknown-unknown` and `wasm32-wasip2` with no platform crate.
 //!
+//! Every failure is an [`Error`]; [`Error::code`] gives its stable [`ErrorCode`], from
+//! the one list of codes that every face of tapeseal (the WIT component, the npm
+//! package, the server and the CLI) reports (`docs/ERRORS.md`).
+//!
 //! ```
 //! use tapeseal_core::{Dek, KekPublicKey, MediaKind, Recipient, SealParams, open, seal};
 //! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
@@ -45,7 +49,7 @@ mod seal;
 mod wire;
 
 pub use dek::{DEK_LEN, Dek};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, PerCode, Result};
 pub use header::{Header, MediaKind, Stanza};
 pub use inspect::{Inspection, inspect};
 pub use kek::{ACCEPTED_MODULUS_BITS, KekPublicKey, WrapAlgorithm};

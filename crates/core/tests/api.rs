@@ -1,5 +1,5 @@
 //! The core's public API beyond the vectors: key parsing, secrets in `Debug`,
-//! rewrap, streaming memory bounds, parameter checks and error wording.
+//! rewrap, streaming memory bounds, parameter checks, error wording and error codes.
 
 mod common;
 
@@ -9,8 +9,8 @@ use rsa::pkcs1::{EncodeRsaPublicKey, LineEnding};
 use rsa::pkcs8::EncodePublicKey;
 use rsa::traits::PublicKeyParts;
 use tapeseal_core::{
-    Decryptor, Dek, Error, Header, KekPublicKey, Layout, MediaKind, Opener, Recipient, RewrapMode,
-    SealParams, Sealer, WrapAlgorithm, inspect, open, rewrap, rewrap_header, seal,
+    Decryptor, Dek, Error, ErrorCode, Header, KekPublicKey, Layout, MediaKind, Opener, Recipient,
+    RewrapMode, SealParams, Sealer, WrapAlgorithm, inspect, open, rewrap, rewrap_header, seal,
 };
 
 fn rng() -> ChaCha20Rng {
@@ -379,4 +379,172 @@ fn an_opener_keeps_reporting_its_first_error() {
         Err(Error::UnsupportedVersion(2))
     );
     assert_eq!(opener.finish(&mut out), Err(Error::UnsupportedVersion(2)));
+}
+
+/// The contract every face relies on: these names, in this order (the WIT enum
+/// `error-code` lists them in the same order).
+const CODE_NAMES: [&str; 32] = [
+    "malformed_header",
+    "unsupported_version",
+    "unsupported_suite",
+    "incomplete_header",
+    "decrypt_failed",
+    "invalid_key",
+    "invalid_dek",
+    "invalid_parameter",
+    "out_of_range",
+    "format_limit",
+    "invalid_state",
+    "wrap_failed",
+    "random_unavailable",
+    "resource_limit",
+    "busy",
+    "timeout",
+    "unknown_key",
+    "kek_in_use",
+    "key_service_unavailable",
+    "key_refused",
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "payload_too_large",
+    "range_not_satisfiable",
+    "conflict",
+    "unsupported_media_type",
+    "unreadable_recording",
+    "io",
+    "internal",
+];
+
+#[test]
+fn error_codes_are_the_documented_list_and_names_round_trip() {
+    let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+    assert_eq!(names, CODE_NAMES);
+    let mut seen = std::collections::HashSet::new();
+    for (index, &code) in ErrorCode::ALL.iter().enumerate() {
+        let name = code.name();
+        assert!(seen.insert(code), "{code:?} is listed twice");
+        assert!(
+            !name.is_empty()
+                && !name.starts_with('_')
+                && !name.ends_with('_')
+                && !name.contains("__")
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name} is not snake_case"
+        );
+        assert_eq!(ErrorCode::from_name(name), Some(code));
+        assert_eq!(code.to_string(), name);
+        assert_eq!(code.index(), index);
+        assert_eq!(ErrorCode::from_index(index), Some(code));
+    }
+    assert_eq!(ErrorCode::from_index(ErrorCode::ALL.len()), None);
+    for other in [
+        "",
+        "DECRYPT_FAILED",
+        "decrypt-failed",
+        "DecryptFailed",
+        " io",
+    ] {
+        assert_eq!(ErrorCode::from_name(other), None, "{other:?}");
+    }
+}
+
+#[test]
+fn every_core_error_has_its_code() {
+    let cases = [
+        (
+            Error::MalformedHeader("bad magic"),
+            ErrorCode::MalformedHeader,
+        ),
+        (Error::UnsupportedVersion(2), ErrorCode::UnsupportedVersion),
+        (Error::UnsupportedSuite(9), ErrorCode::UnsupportedSuite),
+        (
+            Error::IncompleteHeader {
+                needed: 100,
+                available: 14,
+            },
+            ErrorCode::IncompleteHeader,
+        ),
+        (Error::DecryptFailed, ErrorCode::DecryptFailed),
+        (Error::InvalidKey("too small"), ErrorCode::InvalidKey),
+        (Error::InvalidDek, ErrorCode::InvalidDek),
+        (
+            Error::InvalidParameter("empty"),
+            ErrorCode::InvalidParameter,
+        ),
+        (Error::WrapFailed, ErrorCode::WrapFailed),
+        (Error::OutOfRange("index"), ErrorCode::OutOfRange),
+        (Error::LimitExceeded("chunks"), ErrorCode::FormatLimit),
+        (Error::InvalidState("finished"), ErrorCode::InvalidState),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error.code(), code, "{error:?}");
+    }
+    // And from real operations.
+    let mut rng = rng();
+    let dek = Dek::generate(&mut rng);
+    let envelope = seal(&mut rng, &dek, &params(), &[kek_a()], b"x").expect("seal");
+    let wrong = Dek::generate(&mut rng);
+    let code = |r: Result<Vec<u8>, Error>| r.expect_err("fails").code();
+    assert_eq!(code(open(&envelope, &wrong)), ErrorCode::DecryptFailed);
+    assert_eq!(
+        code(open(b"not an envelope", &dek)),
+        ErrorCode::MalformedHeader
+    );
+    assert_eq!(
+        Dek::from_slice(&[0; 31]).expect_err("short").code(),
+        ErrorCode::InvalidDek
+    );
+}
+
+/// Lines of `text` between `start` and the next line that is exactly `end`.
+fn section<'a>(text: &'a str, start: &str, end: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|line| line.trim() != start)
+        .skip(1)
+        .take_while(|line| line.trim() != end)
+        .map(str::trim)
+        .collect()
+}
+
+#[test]
+fn the_wit_enum_lists_every_code_in_order() {
+    let wit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../wit/tapeseal.wit"
+    ))
+    .expect("read wit/tapeseal.wit");
+    let cases: Vec<&str> = section(&wit, "enum error-code {", "}")
+        .into_iter()
+        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .map(|line| line.trim_end_matches(','))
+        .collect();
+    let expected: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.name().replace('_', "-"))
+        .collect();
+    assert_eq!(cases, expected);
+}
+
+#[test]
+fn docs_errors_md_has_one_row_per_code_in_order() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ERRORS.md"))
+        .expect("read docs/ERRORS.md");
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .skip_while(|line| !line.starts_with("| code |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), ErrorCode::ALL.len(), "rows of the code table");
+    for (row, code) in rows.iter().zip(ErrorCode::ALL) {
+        let name = code.name();
+        assert_eq!(row.len(), 6, "{row:?}");
+        assert_eq!(row[0], format!("`{name}`"));
+        assert_eq!(row[4], format!("`{}`", name.to_ascii_uppercase()));
+        assert_eq!(row[5], format!("`{}`", name.replace('_', "-")));
+    }
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use tapeseal_core::{Dek, KekPublicKey, MediaKind as CoreKind, WrapAlgorithm as CoreWrap};
+use tapeseal_core::{
+    Dek, ErrorCode as Code, KekPublicKey, MediaKind as CoreKind, WrapAlgorithm as CoreWrap,
+};
 use zeroize::Zeroizing;
 
 use crate::bindings::exports::tapeseal::core::envelope::{
@@ -11,24 +13,76 @@ use crate::bindings::exports::tapeseal::core::envelope::{
     WrapAlgorithm,
 };
 
-pub(crate) fn from_core(error: tapeseal_core::Error) -> Error {
-    use tapeseal_core::Error as E;
-    let code = match &error {
-        E::MalformedHeader(_) => ErrorCode::MalformedHeader,
-        E::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
-        E::UnsupportedSuite(_) => ErrorCode::UnsupportedSuite,
-        E::IncompleteHeader { .. } => ErrorCode::IncompleteHeader,
-        E::DecryptFailed => ErrorCode::DecryptFailed,
-        E::InvalidKey(_) => ErrorCode::InvalidKey,
-        E::InvalidDek => ErrorCode::InvalidDek,
-        E::InvalidParameter(_) => ErrorCode::InvalidParameter,
-        E::OutOfRange(_) => ErrorCode::OutOfRange,
-        E::LimitExceeded(_) => ErrorCode::LimitExceeded,
-        E::InvalidState(_) => ErrorCode::InvalidState,
-        _ => ErrorCode::WrapFailed,
-    };
+/// The WIT `error-code` of every core code, at the code's position in
+/// [`Code::ALL`]. The array's length is `Code::ALL.len()`, so a code added to the core
+/// without a WIT case here does not compile; the check below proves every entry sits
+/// at its own position in the WIT enum, whose cases tapeseal-core's tests compare,
+/// name by name and in order, with `Code::ALL`. So no code can fall back to another.
+const WIT_CODES: [ErrorCode; Code::ALL.len()] = [
+    ErrorCode::MalformedHeader,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::UnsupportedSuite,
+    ErrorCode::IncompleteHeader,
+    ErrorCode::DecryptFailed,
+    ErrorCode::InvalidKey,
+    ErrorCode::InvalidDek,
+    ErrorCode::InvalidParameter,
+    ErrorCode::OutOfRange,
+    ErrorCode::FormatLimit,
+    ErrorCode::InvalidState,
+    ErrorCode::WrapFailed,
+    ErrorCode::RandomUnavailable,
+    ErrorCode::ResourceLimit,
+    ErrorCode::Busy,
+    ErrorCode::Timeout,
+    ErrorCode::UnknownKey,
+    ErrorCode::KekInUse,
+    ErrorCode::KeyServiceUnavailable,
+    ErrorCode::KeyRefused,
+    ErrorCode::BadRequest,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::NotFound,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::RangeNotSatisfiable,
+    ErrorCode::Conflict,
+    ErrorCode::UnsupportedMediaType,
+    ErrorCode::UnreadableRecording,
+    ErrorCode::Io,
+    ErrorCode::Internal,
+];
+
+// The WIT enum is a fieldless `#[repr(u8)]` enum whose discriminants are the cases'
+// positions in wit/tapeseal.wit: entry `i` must be case `i`.
+const _: () = {
+    let mut i = 0;
+    while i < WIT_CODES.len() {
+        assert!(
+            WIT_CODES[i] as usize == i,
+            "WIT_CODES is not in the order of the WIT enum error-code"
+        );
+        i += 1;
+    }
+};
+
+/// The WIT code of a core code.
+pub(crate) fn wit_code(code: Code) -> ErrorCode {
+    WIT_CODES[code.index()]
+}
+
+/// A WIT error with `code` and `message` (which never holds key material).
+pub(crate) fn error(code: Code, message: impl Into<String>) -> Error {
     Error {
-        code,
+        code: wit_code(code),
+        message: message.into(),
+    }
+}
+
+/// A core error as a WIT error: its code and its message.
+pub(crate) fn from_core(error: tapeseal_core::Error) -> Error {
+    Error {
+        code: wit_code(error.code()),
         message: error.to_string(),
     }
 }
@@ -79,10 +133,10 @@ pub(crate) fn params(p: SealParams) -> Result<tapeseal_core::SealParams, Error> 
     let mut context = BTreeMap::new();
     for (key, value) in p.context {
         if context.insert(key, value).is_some() {
-            return Err(Error {
-                code: ErrorCode::InvalidParameter,
-                message: "an encryption-context key appears twice".into(),
-            });
+            return Err(error(
+                Code::InvalidParameter,
+                "an encryption-context key appears twice",
+            ));
         }
     }
     let mut params = tapeseal_core::SealParams::new(

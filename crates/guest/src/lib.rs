@@ -1,6 +1,11 @@
 //! `tapeseal-guest`: tapeseal-core exported through the WIT world in `wit/tapeseal.wit`,
 //! built for `wasm32-wasip2` and run by the wasmtime host. Conversion only: every
 //! format rule lives in the core. Its one capability need is randomness.
+//!
+//! Everything here is for WebAssembly only: built for the host (as `cargo build
+//! --workspace` does), the crate is empty, because the component's export names are
+//! not symbols a native linker accepts.
+#![cfg(target_family = "wasm")]
 
 mod convert;
 
@@ -8,15 +13,15 @@ use std::cell::RefCell;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tapeseal_core::{Dek, Header, Layout, RewrapMode as CoreRewrapMode};
+use tapeseal_core::{Dek, ErrorCode as Code, Header, Layout, RewrapMode as CoreRewrapMode};
 use zeroize::Zeroizing;
 
 use crate::bindings::exports::tapeseal::core::envelope::{
-    ByteRange, ChunkOpener, Error, ErrorCode, Guest, GuestChunkOpener, GuestOpener, GuestSealer,
-    Inspection, Opener, Recipient, RewrapMode, SealParams, Sealer,
+    ByteRange, ChunkOpener, Error, Guest, GuestChunkOpener, GuestOpener, GuestSealer, Inspection,
+    Opener, Recipient, RewrapMode, SealParams, Sealer,
 };
 
-use crate::convert::{byte_range, dek, from_core, inspection, params, recipients};
+use crate::convert::{byte_range, dek, error, from_core, inspection, params, recipients};
 
 /// The ABI glue wit-bindgen generates; it is the only unsafe code in this crate.
 #[allow(unsafe_code)]
@@ -33,18 +38,17 @@ mod bindings {
 /// A CSPRNG for one call: ChaCha20 seeded from wasi:random.
 fn rng() -> Result<ChaCha20Rng, Error> {
     let mut seed = Zeroizing::new([0u8; 32]);
-    getrandom::fill(seed.as_mut()).map_err(|e| Error {
-        code: ErrorCode::RandomUnavailable,
-        message: format!("no secure random source: {e}"),
+    getrandom::fill(seed.as_mut()).map_err(|e| {
+        error(
+            Code::RandomUnavailable,
+            format!("no secure random source: {e}"),
+        )
     })?;
     Ok(ChaCha20Rng::from_seed(*seed))
 }
 
 fn finished() -> Error {
-    Error {
-        code: ErrorCode::InvalidState,
-        message: "this stream has already finished".into(),
-    }
+    error(Code::InvalidState, "this stream has already finished")
 }
 
 struct Component;
@@ -215,10 +219,7 @@ impl GuestChunkOpener for ChunkOpenerImpl {
 
     fn open_chunk(&self, index: u64, chunk: Vec<u8>) -> Result<Vec<u8>, Error> {
         if index >= self.layout.chunk_count() {
-            return Err(Error {
-                code: ErrorCode::OutOfRange,
-                message: "chunk index past the last chunk".into(),
-            });
+            return Err(error(Code::OutOfRange, "chunk index past the last chunk"));
         }
         self.decryptor
             .open_chunk(index, &chunk, self.layout.is_last(index))

@@ -9,18 +9,19 @@ use base64::engine::general_purpose::STANDARD as B64;
 use js_sys::{Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use tapeseal_core::{
-    DEK_LEN, Dek, Header, Inspection, KekPublicKey, MediaKind, Recipient, SealParams, WrapAlgorithm,
+    DEK_LEN, Dek, ErrorCode, Header, Inspection, KekPublicKey, MediaKind, Recipient, SealParams,
+    WrapAlgorithm,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use zeroize::Zeroizing;
 
-use crate::error::{from_core, invalid_options, js_error};
+use crate::error::{from_core, invalid_parameter, js_error};
 
 /// A DEK from a 32-byte `Uint8Array` or a base64 string.
 pub(crate) fn dek_from_js(value: &JsValue) -> Result<Dek, JsValue> {
     let bad = || {
         js_error(
-            "INVALID_DEK",
+            ErrorCode::InvalidDek,
             "a DEK is a 32-byte Uint8Array or its base64 string",
         )
     };
@@ -49,7 +50,7 @@ pub(crate) fn kek_from_js(value: &JsValue) -> Result<KekPublicKey, JsValue> {
         return KekPublicKey::from_pem_or_der(&bytes.to_vec()).map_err(from_core);
     }
     Err(js_error(
-        "INVALID_KEY",
+        ErrorCode::InvalidKey,
         "a KEK public key is a PEM string or DER bytes (Uint8Array)",
     ))
 }
@@ -96,27 +97,27 @@ pub(crate) fn seal_setup(kek: &JsValue, options: &JsValue) -> Result<SealSetup, 
     let key = kek_from_js(kek)?;
     let object = options
         .dyn_ref::<js_sys::Object>()
-        .ok_or_else(|| invalid_options("seal options must be an object"))?;
+        .ok_or_else(|| invalid_parameter("seal options must be an object"))?;
     // serde-wasm-bindgen looks fields up by name, so it cannot see unknown ones: a
     // misspelt option would silently fall back to its default.
     for name in js_sys::Object::keys(object).iter() {
         let name = name.as_string().unwrap_or_default();
         if !SEAL_OPTION_NAMES.contains(&name.as_str()) {
-            return Err(invalid_options(&format!(
+            return Err(invalid_parameter(&format!(
                 "unknown seal option '{name}' (known: {})",
                 SEAL_OPTION_NAMES.join(", ")
             )));
         }
     }
     let opts: SealOptionsJs = serde_wasm_bindgen::from_value(options.clone())
-        .map_err(|e| invalid_options(&format!("invalid seal options: {e}")))?;
+        .map_err(|e| invalid_parameter(&format!("invalid seal options: {e}")))?;
     let media_kind = MediaKind::from_name(&opts.media_kind).ok_or_else(|| {
-        invalid_options("mediaKind must be call, email, chat, message, transcript or other")
+        invalid_parameter("mediaKind must be call, email, chat, message, transcript or other")
     })?;
     let algorithm = match opts.wrap_algorithm.as_deref() {
         None => WrapAlgorithm::default(),
         Some(name) => WrapAlgorithm::from_name(name).ok_or_else(|| {
-            invalid_options("wrapAlgorithm must be rsa-oaep-sha256 or rsa-oaep-sha1")
+            invalid_parameter("wrapAlgorithm must be rsa-oaep-sha256 or rsa-oaep-sha1")
         })?,
     };
     let created_at = match opts.created_at {
@@ -158,7 +159,7 @@ pub(crate) fn to_u64(value: f64, what: &str) -> Result<u64, JsValue> {
         Ok(value as u64)
     } else {
         Err(js_error(
-            "OUT_OF_RANGE",
+            ErrorCode::OutOfRange,
             &format!("{what} must be a whole number between 0 and 2^53 - 1"),
         ))
     }
@@ -235,5 +236,10 @@ pub(crate) fn header_to_js(header: &Header) -> Result<JsValue, JsValue> {
 pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true))
-        .map_err(|e| js_error("INTERNAL", &format!("cannot build the result object: {e}")))
+        .map_err(|e| {
+            js_error(
+                ErrorCode::Internal,
+                &format!("cannot build the result object: {e}"),
+            )
+        })
 }

@@ -1,41 +1,31 @@
 //! Core errors as JavaScript `Error`s with a stable `code` property.
+//!
+//! The only mapping from [`ErrorCode`] to JavaScript is [`js_code`]: the
+//! SCREAMING_SNAKE_CASE spelling of the code's name. It covers every code, including
+//! ones added to the core later, with no table to forget.
 
-use tapeseal_core::Error;
+use tapeseal_core::{Error, ErrorCode};
 use wasm_bindgen::JsValue;
 
-/// The stable code for an error; callers switch on it instead of parsing messages.
-pub(crate) fn code(error: &Error) -> &'static str {
-    match error {
-        Error::MalformedHeader(_) => "MALFORMED_HEADER",
-        Error::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
-        Error::UnsupportedSuite(_) => "UNSUPPORTED_SUITE",
-        Error::IncompleteHeader { .. } => "INCOMPLETE_HEADER",
-        Error::DecryptFailed => "DECRYPT_FAILED",
-        Error::InvalidKey(_) => "INVALID_KEY",
-        Error::InvalidDek => "INVALID_DEK",
-        Error::InvalidParameter(_) => "INVALID_OPTIONS",
-        Error::OutOfRange(_) => "OUT_OF_RANGE",
-        Error::LimitExceeded(_) => "LIMIT_EXCEEDED",
-        Error::InvalidState(_) => "INVALID_STATE",
-        Error::WrapFailed => "WRAP_FAILED",
-        _ => "INTERNAL",
-    }
+/// The JavaScript `error.code` of a code, such as `"DECRYPT_FAILED"`.
+pub(crate) fn js_code(code: ErrorCode) -> String {
+    code.name().to_ascii_uppercase()
 }
 
-/// A JS `Error` with `message` and `code`.
-pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
+/// A JS `Error` named `TapesealError` with `message` and `code`.
+pub(crate) fn js_error(code: ErrorCode, message: &str) -> JsValue {
     let error = js_sys::Error::new(message);
-    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &js_code(code).into());
     error.set_name("TapesealError");
     error.into()
 }
 
 /// Converts a core error.
 pub(crate) fn from_core(error: Error) -> JsValue {
-    js_error(code(&error), &error.to_string())
+    js_error(error.code(), &error.to_string())
 }
 
 /// Invalid arguments from JavaScript (wrong types, unknown option names).
-pub(crate) fn invalid_options(message: &str) -> JsValue {
-    js_error("INVALID_OPTIONS", message)
+pub(crate) fn invalid_parameter(message: &str) -> JsValue {
+    js_error(ErrorCode::InvalidParameter, message)
 }

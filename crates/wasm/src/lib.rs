@@ -12,12 +12,12 @@ use js_sys::Uint8Array;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
-use tapeseal_core::{Dek, Header, Layout as CoreLayout};
+use tapeseal_core::{Dek, ErrorCode, Header, Layout as CoreLayout};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::convert::{dek_from_js, header_to_js, inspection_to_js, seal_setup, to_js, to_u64};
-use crate::error::{from_core, js_error};
+use crate::error::{from_core, js_code, js_error};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -87,12 +87,50 @@ export interface ByteRange {
   lastChunk: number;
 }
 
-/** Errors thrown by tapeseal carry a stable code. */
+/**
+ * The stable `code` of a tapeseal error: one list shared with the server's JSON errors
+ * and the CLI (docs/ERRORS.md), in that order. The package itself throws only some of
+ * them; `errorCodes()` returns them all.
+ */
 export type TapesealErrorCode =
-  | "DECRYPT_FAILED" | "MALFORMED_HEADER" | "UNSUPPORTED_VERSION" | "UNSUPPORTED_SUITE"
-  | "INCOMPLETE_HEADER" | "INVALID_KEY" | "INVALID_DEK" | "INVALID_OPTIONS"
-  | "OUT_OF_RANGE" | "LIMIT_EXCEEDED" | "INVALID_STATE" | "WRAP_FAILED"
-  | "RANDOM_UNAVAILABLE" | "INTERNAL";
+  | "MALFORMED_HEADER"
+  | "UNSUPPORTED_VERSION"
+  | "UNSUPPORTED_SUITE"
+  | "INCOMPLETE_HEADER"
+  | "DECRYPT_FAILED"
+  | "INVALID_KEY"
+  | "INVALID_DEK"
+  | "INVALID_PARAMETER"
+  | "OUT_OF_RANGE"
+  | "FORMAT_LIMIT"
+  | "INVALID_STATE"
+  | "WRAP_FAILED"
+  | "RANDOM_UNAVAILABLE"
+  | "RESOURCE_LIMIT"
+  | "BUSY"
+  | "TIMEOUT"
+  | "UNKNOWN_KEY"
+  | "KEK_IN_USE"
+  | "KEY_SERVICE_UNAVAILABLE"
+  | "KEY_REFUSED"
+  | "BAD_REQUEST"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "METHOD_NOT_ALLOWED"
+  | "PAYLOAD_TOO_LARGE"
+  | "RANGE_NOT_SATISFIABLE"
+  | "CONFLICT"
+  | "UNSUPPORTED_MEDIA_TYPE"
+  | "UNREADABLE_RECORDING"
+  | "IO"
+  | "INTERNAL";
+
+/** An error thrown by tapeseal: an `Error` named "TapesealError" with a stable `code`. */
+export interface TapesealError extends Error {
+  name: "TapesealError";
+  code: TapesealErrorCode;
+}
 "#;
 
 /// A CSPRNG for one call: ChaCha20 seeded from the platform (crypto.getRandomValues).
@@ -100,7 +138,7 @@ fn rng() -> Result<ChaCha20Rng, JsValue> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut()).map_err(|e| {
         js_error(
-            "RANDOM_UNAVAILABLE",
+            ErrorCode::RandomUnavailable,
             &format!("no secure random source: {e}"),
         )
     })?;
@@ -116,6 +154,13 @@ fn bytes_out(bytes: &[u8]) -> Uint8Array {
 pub fn generate_dek() -> Result<Uint8Array, JsValue> {
     let dek = Dek::generate(&mut rng()?);
     Ok(bytes_out(dek.as_bytes()))
+}
+
+/// Every `code` a tapeseal error can carry, in the order of docs/ERRORS.md: the
+/// codes this package throws and those only the server or the CLI report.
+#[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "TapesealErrorCode[]")]
+pub fn error_codes() -> Vec<String> {
+    ErrorCode::ALL.iter().map(|&code| js_code(code)).collect()
 }
 
 /// Seals a whole recording for one KEK. Returns the envelope.
@@ -215,7 +260,7 @@ impl Sealer {
 }
 
 fn finished() -> JsValue {
-    js_error("INVALID_STATE", "this object has already finished")
+    js_error(ErrorCode::InvalidState, "this object has already finished")
 }
 
 /// Decryption with a DEK, streaming or by chunk.
@@ -314,7 +359,10 @@ impl Opener {
                 let ChunkAccess { decryptor, layout } = access.as_ref();
                 let index = to_u64(index, "index")?;
                 if index >= layout.chunk_count() {
-                    return Err(js_error("OUT_OF_RANGE", "chunk index past the last chunk"));
+                    return Err(js_error(
+                        ErrorCode::OutOfRange,
+                        "chunk index past the last chunk",
+                    ));
                 }
                 decryptor
                     .open_chunk(index, chunk, layout.is_last(index))
@@ -338,7 +386,7 @@ impl Opener {
 
 fn wrong_mode(method: &str) -> JsValue {
     js_error(
-        "INVALID_STATE",
+        ErrorCode::InvalidState,
         &format!(
             "{method} belongs to the other kind of Opener: new Opener(dek) streams (push, finish); Opener.forHeader(...) opens chunks (openChunk, layout)"
         ),
@@ -431,5 +479,61 @@ impl Layout {
             first_chunk: chunks.start as f64,
             last_chunk: (chunks.end - 1) as f64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tapeseal_core::ErrorCode;
+
+    use crate::error::js_code;
+
+    /// The JS spelling of every code, in `ErrorCode::ALL` order.
+    fn js_codes() -> Vec<String> {
+        ErrorCode::ALL.iter().map(|&code| js_code(code)).collect()
+    }
+
+    #[test]
+    fn js_codes_are_unique_screaming_snake_spellings_of_the_names() {
+        let codes = js_codes();
+        for (code, js) in ErrorCode::ALL.iter().zip(&codes) {
+            assert_eq!(js.to_ascii_lowercase(), code.name());
+            assert!(
+                js.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{js}"
+            );
+            assert_eq!(codes.iter().filter(|other| *other == js).count(), 1, "{js}");
+        }
+    }
+
+    #[test]
+    fn the_typescript_union_lists_every_code_in_order() {
+        // The TypeScript section is consumed by #[wasm_bindgen], so read its source.
+        let union: Vec<String> = include_str!("lib.rs")
+            .lines()
+            .skip_while(|line| !line.starts_with("export type TapesealErrorCode ="))
+            .skip(1)
+            .map_while(|line| line.trim().strip_prefix("| "))
+            .map(|member| member.trim_end_matches(';').trim_matches('"').to_string())
+            .collect();
+        assert_eq!(union, js_codes());
+    }
+
+    #[test]
+    fn the_package_readme_names_only_real_codes() {
+        let readme = include_str!("../js/npm/README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("## Errors"))
+            .filter(|line| line.starts_with("| `"))
+            .collect();
+        assert!(!table.is_empty(), "the README has an error table");
+        let codes = js_codes();
+        for row in table {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            for code in first.split('`').skip(1).step_by(2) {
+                assert!(codes.iter().any(|c| c == code), "README names {code}");
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 // Type-checked (never run): the declarations shipped in the package describe the API.
 import {
-  generateDek, seal, open, inspect, headerLength, Sealer, Opener, Layout,
-  type Inspection, type SealOptions, type ByteRange, type TapesealErrorCode,
+  generateDek, seal, open, inspect, headerLength, Sealer, Opener, Layout, errorCodes,
+  type Inspection, type SealOptions, type ByteRange, type TapesealError, type TapesealErrorCode,
 } from "tapeseal";
 
 const options: SealOptions = {
@@ -27,7 +27,15 @@ const range: ByteRange = layout.byteRange(0, 10);
 const opener = Opener.forHeader(envelope, dek, envelope.length);
 const chunk: Uint8Array = opener.openChunk(range.firstChunk, envelope.subarray(range.start, range.end));
 const code: TapesealErrorCode = "DECRYPT_FAILED";
-void [kek, len, out, chunk, code, sealer.finish()];
+const codes: TapesealErrorCode[] = errorCodes();
+function codeOf(err: unknown): TapesealErrorCode | undefined {
+  return err instanceof Error && err.name === "TapesealError" ? (err as TapesealError).code : undefined;
+}
+void [kek, len, out, chunk, code, codes, codeOf, sealer.finish()];
+
+// @ts-expect-error the old spelling is not a code any more
+const old: TapesealErrorCode = "INVALID_OPTIONS";
+void old;
 
 // @ts-expect-error mediaKind is a closed set
 const bad: SealOptions = { ...options, mediaKind: "video" };

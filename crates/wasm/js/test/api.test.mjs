@@ -3,8 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, privateDecrypt, constants, generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import {
-  generateDek, seal, open, inspect, headerLength, Sealer, Opener, Layout,
+  generateDek, seal, open, inspect, headerLength, Sealer, Opener, Layout, errorCodes,
 } from "tapeseal";
 import { kekPublic, kekPrivate, concat } from "./helpers.mjs";
 
@@ -25,6 +28,7 @@ function throwsCode(fn, code) {
     assert.ok(err instanceof Error, `not an Error: ${err}`);
     assert.equal(err.code, code, `${err.message}`);
     assert.equal(err.name, "TapesealError");
+    assert.ok(errorCodes().includes(err.code), `${err.code} is not in errorCodes()`);
     return true;
   });
 }
@@ -111,6 +115,38 @@ test("the byte-range helper names exactly the chunks a plaintext range needs", (
   throwsCode(() => Layout.fromHeader(header, envelope.length - 854), "OUT_OF_RANGE");
 });
 
+test("errorCodes() is the one list; the shipped declarations and README agree with it", () => {
+  const codes = errorCodes();
+  assert.ok(Array.isArray(codes));
+  assert.equal(new Set(codes).size, codes.length, "no code twice");
+  for (const code of codes) assert.match(code, /^[A-Z]+(_[A-Z]+)*$/);
+  for (const code of ["DECRYPT_FAILED", "INVALID_PARAMETER", "FORMAT_LIMIT", "RESOURCE_LIMIT", "INTERNAL"]) {
+    assert.ok(codes.includes(code), code);
+  }
+  for (const gone of ["INVALID_OPTIONS", "LIMIT_EXCEEDED"]) assert.ok(!codes.includes(gone), gone);
+
+  const pkg = dirname(createRequire(import.meta.url).resolve("tapeseal/package.json"));
+  for (const dts of ["web/tapeseal.d.ts", "node/tapeseal.d.ts"]) {
+    const lines = readFileSync(join(pkg, dts), "utf8").split("\n");
+    const start = lines.findIndex((l) => l.startsWith("export type TapesealErrorCode ="));
+    assert.ok(start >= 0, `${dts} declares TapesealErrorCode`);
+    const union = [];
+    for (const line of lines.slice(start + 1)) {
+      const m = /^\s*\| "([A-Z_]+)";?$/.exec(line);
+      if (!m) break;
+      union.push(m[1]);
+    }
+    assert.deepEqual(union, codes, `${dts}: TapesealErrorCode`);
+  }
+
+  const readme = readFileSync(join(pkg, "README.md"), "utf8");
+  const errors = readme.slice(readme.indexOf("## Errors"));
+  const table = errors.split("\n").filter((l) => l.startsWith("| `"));
+  const documented = table.flatMap((row) => [...row.split("|")[1].matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]));
+  assert.ok(documented.includes("DECRYPT_FAILED"));
+  for (const code of documented) assert.ok(codes.includes(code), `README documents ${code}`);
+});
+
 test("every error carries a stable code", () => {
   const dek = generateDek();
   const envelope = seal(randomBytes(3000), kek, options({ dek }));
@@ -131,11 +167,11 @@ test("every error carries a stable code", () => {
   throwsCode(() => seal(new Uint8Array(1), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", options()), "INVALID_KEY");
   const small = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" });
   throwsCode(() => seal(new Uint8Array(1), small, options()), "INVALID_KEY");
-  throwsCode(() => seal(new Uint8Array(1), kek, options({ mediaKind: "video" })), "INVALID_OPTIONS");
-  throwsCode(() => seal(new Uint8Array(1), kek, options({ colour: "blue" })), "INVALID_OPTIONS");
-  throwsCode(() => seal(new Uint8Array(1), kek, options({ chunkSize: 8 })), "INVALID_OPTIONS");
-  throwsCode(() => seal(new Uint8Array(1), kek, options({ orgId: "" })), "INVALID_OPTIONS");
-  throwsCode(() => seal(new Uint8Array(1), kek, { kekId: "k" }), "INVALID_OPTIONS");
+  throwsCode(() => seal(new Uint8Array(1), kek, options({ mediaKind: "video" })), "INVALID_PARAMETER");
+  throwsCode(() => seal(new Uint8Array(1), kek, options({ colour: "blue" })), "INVALID_PARAMETER");
+  throwsCode(() => seal(new Uint8Array(1), kek, options({ chunkSize: 8 })), "INVALID_PARAMETER");
+  throwsCode(() => seal(new Uint8Array(1), kek, options({ orgId: "" })), "INVALID_PARAMETER");
+  throwsCode(() => seal(new Uint8Array(1), kek, { kekId: "k" }), "INVALID_PARAMETER");
   throwsCode(() => seal(new Uint8Array(1), kek, options({ dek: new Uint8Array(3) })), "INVALID_DEK");
   const streaming = new Opener(dek);
   throwsCode(() => streaming.openChunk(0, new Uint8Array(10)), "INVALID_STATE");

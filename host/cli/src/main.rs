@@ -1,0 +1,5 @@
+//! The `tapeseal` binary.
+
+fn main() -> std::process::ExitCode {
+    tapeseal::main()
+}

@@ -1,0 +1,150 @@
+//! Bounded resources over real HTTP: one organisation holding hundreds of slow
+//! downloads does not stop another organisation's playback or `/healthz`, a request
+//! the server cannot take now gets a prompt 503 `busy` with `Retry-After` (never a
+//! hang, never a "damaged recording"), and a slow reader holds no guest instance.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, expect_json, fixture, noise, org};
+
+/// Connections that ask for the big recording and then stop reading.
+const SLOW: usize = 300;
+/// The big recording.
+const BIG: usize = 40 << 20;
+
+/// Sends a GET and reads only what arrives within a moment: the status line and a
+/// little of the body. Returns the socket (kept open, unread) and what was read.
+fn slow_get(addr: &str, path: &str, token: &str) -> (TcpStream, Vec<u8>) {
+    let mut socket = TcpStream::connect(addr).expect("connect");
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("send");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut head = [0u8; 512];
+    let n = socket.read(&mut head).unwrap_or(0);
+    (socket, head[..n].to_vec())
+}
+
+#[test]
+fn slow_downloads_of_one_organisation_do_not_stop_another_or_healthz() {
+    let (_dir, data, acme) = fixture();
+    let other = org(&data, "other");
+    let server = Server::start(&data, "");
+    let api = server.api();
+    let big = noise(BIG, 40);
+    let big_id = api.ingest(&acme.recorder, "call", "audio/wav", &big)["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let small = noise(200_000, 41);
+    let small_id = api.ingest(&other.recorder, "call", "audio/wav", &small)["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let path = format!("/v1/recordings/{big_id}/content");
+
+    let started = Instant::now();
+    let handles: Vec<_> = (0..SLOW)
+        .map(|_| {
+            let (addr, path, token) = (addr.clone(), path.clone(), acme.player.clone());
+            std::thread::spawn(move || slow_get(&addr, &path, &token))
+        })
+        .collect();
+    let held: Vec<(TcpStream, Vec<u8>)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let opened = started.elapsed();
+    let status =
+        |head: &[u8]| String::from_utf8_lossy(head.get(9..12).unwrap_or(b"---")).to_string();
+    let text = |head: &[u8]| String::from_utf8_lossy(head).to_string();
+    let ok = held.iter().filter(|(_, h)| status(h) == "200").count();
+    let busy: Vec<String> = held
+        .iter()
+        .filter(|(_, h)| status(h) == "503")
+        .map(|(_, h)| text(h))
+        .collect();
+    eprintln!(
+        "{SLOW} slow connections in {opened:?}: {ok} streaming (unread), {} refused with 503",
+        busy.len()
+    );
+    assert_eq!(
+        ok + busy.len(),
+        SLOW,
+        "every slow request got 200 or a prompt 503: {:?}",
+        held.iter()
+            .map(|(_, h)| status(h))
+            .filter(|s| s != "200" && s != "503")
+            .collect::<Vec<_>>()
+    );
+    assert!(ok > 0, "some of the slow downloads stream");
+    for head in &busy {
+        assert!(head.contains("busy"), "503 says busy: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after"),
+            "503 carries Retry-After: {head}"
+        );
+    }
+
+    // With all of those held open and unread, the other organisation plays back,
+    // and the health check answers, promptly.
+    let t = Instant::now();
+    let health = api.get("", "/healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let healthz = t.elapsed();
+    let t = Instant::now();
+    assert_eq!(api.content(&other.player, &small_id), small);
+    let playback = t.elapsed();
+    // The same organisation's small requests are not refused as damaged either.
+    let meta = expect_json(
+        api.get(&acme.player, &format!("/v1/recordings/{big_id}")),
+        200,
+    );
+    assert_eq!(meta["size"], BIG as u64);
+    eprintln!(
+        "while held: /healthz in {healthz:?}, another organisation's playback in {playback:?}"
+    );
+    assert!(
+        healthz < Duration::from_secs(5) && playback < Duration::from_secs(10),
+        "healthz {healthz:?}, playback {playback:?}"
+    );
+
+    // A slow reader that finally reads gets the whole recording, authenticated.
+    let (mut socket, head) = held
+        .into_iter()
+        .find(|(_, h)| status(h) == "200")
+        .expect("a streaming one");
+    let mut rest = Vec::new();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let header_end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .expect("the headers arrived whole");
+    let already = head.len() - header_end;
+    assert_eq!(&head[header_end..], &big[..already]);
+    let mut buf = vec![0u8; 1 << 20];
+    while rest.len() + already < BIG {
+        let n = socket.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(rest.len() + already, BIG, "the slow reader got every byte");
+    assert!(rest[..] == big[already..], "and the right ones");
+    let log = server.log();
+    assert!(
+        !log.contains("unreadable"),
+        "a resource limit was reported as a damaged recording"
+    );
+}

@@ -1,0 +1,12 @@
+//! The recording server through real HTTP on loopback: the `tapeseal` binary runs
+//! as a child process with its own data directory, exactly as an operator runs it.
+
+mod support;
+
+mod access;
+#[cfg(feature = "failpoints")]
+mod crash;
+mod flow;
+mod keys;
+mod limits;
+mod operations;

@@ -1,0 +1,687 @@
+//! `tapeseal-engine`: the wasmtime embedding of the tapeseal-guest component, and the
+//! only crate that names wasmtime.
+//!
+//! All wasmtime glue lives here, because wasmtime's API moves every month: the
+//! component is compiled once per process (and cached on disk), pre-instantiated, and
+//! instantiated per operation or per stream in a store with a memory cap and a fuel
+//! budget. The guest is granted randomness and nothing else: its WASI context has no
+//! preopened directories, no network, no environment, no arguments and no stdio.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+use tapeseal_core::Dek;
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use zeroize::Zeroizing;
+
+/// What `bindgen!` generates from wit/tapeseal.wit (documented there).
+#[allow(missing_docs, unreachable_pub)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "tapeseal",
+        path: "../../wit",
+    });
+}
+
+pub use bindings::exports::tapeseal::core::envelope::{
+    ByteRange, Error as GuestError, ErrorCode, HeaderInfo, Inspection, MediaKind, Recipient,
+    RewrapMode, SealParams, Stanza, WrapAlgorithm,
+};
+use bindings::{Tapeseal, TapesealPre};
+
+/// The tapeseal-guest component, built for wasm32-wasip2 by build.rs.
+pub static GUEST_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tapeseal_guest.wasm"));
+
+impl From<WrapAlgorithm> for tapeseal_core::WrapAlgorithm {
+    fn from(w: WrapAlgorithm) -> Self {
+        match w {
+            WrapAlgorithm::RsaOaepSha256 => Self::RsaOaepSha256,
+            WrapAlgorithm::RsaOaepSha1 => Self::RsaOaepSha1,
+        }
+    }
+}
+
+impl From<MediaKind> for tapeseal_core::MediaKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Call => Self::Call,
+            MediaKind::Email => Self::Email,
+            MediaKind::Chat => Self::Chat,
+            MediaKind::Message => Self::Message,
+            MediaKind::Transcript => Self::Transcript,
+            MediaKind::Other => Self::Other,
+        }
+    }
+}
+
+impl MediaKind {
+    /// The kind's name, as the core spells it: `call`, `email`, ...
+    pub fn name(self) -> &'static str {
+        tapeseal_core::MediaKind::from(self).name()
+    }
+
+    /// Parses a kind name through the core's own list ([`tapeseal_core::MediaKind`]);
+    /// `None` for a name the core does not know or this WIT world cannot carry.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let core = tapeseal_core::MediaKind::from_name(name)?;
+        [
+            Self::Call,
+            Self::Email,
+            Self::Chat,
+            Self::Message,
+            Self::Transcript,
+            Self::Other,
+        ]
+        .into_iter()
+        .find(|k| tapeseal_core::MediaKind::from(*k) == core)
+    }
+}
+
+/// What one store may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most linear memory a guest instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Fuel (roughly, WebAssembly instructions) for any call, plus...
+    pub fuel_base: u64,
+    /// ...this much per input byte of the call.
+    pub fuel_per_byte: u64,
+}
+
+impl Default for Limits {
+    /// 64 MiB of memory; fuel for about ten times the work an honest input needs.
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            fuel_base: 2_000_000_000,
+            fuel_per_byte: 4_000,
+        }
+    }
+}
+
+/// Errors from the guest or from the runtime around it.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The core refused the operation (its message holds no key material).
+    #[error("{message}")]
+    Guest {
+        /// Stable error code.
+        code: ErrorCode,
+        /// What went wrong.
+        message: String,
+    },
+    /// The guest hit its memory cap or ran out of its execution budget; the input is
+    /// refused and the server carries on.
+    #[error("the operation exceeded its {0} and was stopped")]
+    LimitExceeded(&'static str),
+    /// wasmtime itself failed (compiling, instantiating, or a trap).
+    #[error("WebAssembly runtime error: {0}")]
+    Runtime(String),
+}
+
+impl HostError {
+    /// The guest's error code, if the guest produced this error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Guest { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<GuestError> for HostError {
+    fn from(e: GuestError) -> Self {
+        Self::Guest {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+type Result<T, E = HostError> = std::result::Result<T, E>;
+
+/// The core's code for a WIT `error-code`: the engine's one mapping from the guest's
+/// face back to the list in `tapeseal-core` (docs/ERRORS.md). Exhaustive over the WIT
+/// enum, so a code added to the WIT world does not compile here until it is mapped.
+pub fn core_code(code: ErrorCode) -> tapeseal_core::ErrorCode {
+    use tapeseal_core::ErrorCode as Core;
+    match code {
+        ErrorCode::MalformedHeader => Core::MalformedHeader,
+        ErrorCode::UnsupportedVersion => Core::UnsupportedVersion,
+        ErrorCode::UnsupportedSuite => Core::UnsupportedSuite,
+        ErrorCode::IncompleteHeader => Core::IncompleteHeader,
+        ErrorCode::DecryptFailed => Core::DecryptFailed,
+        ErrorCode::InvalidKey => Core::InvalidKey,
+        ErrorCode::InvalidDek => Core::InvalidDek,
+        ErrorCode::InvalidParameter => Core::InvalidParameter,
+        ErrorCode::OutOfRange => Core::OutOfRange,
+        ErrorCode::FormatLimit => Core::FormatLimit,
+        ErrorCode::InvalidState => Core::InvalidState,
+        ErrorCode::WrapFailed => Core::WrapFailed,
+        ErrorCode::RandomUnavailable => Core::RandomUnavailable,
+        ErrorCode::ResourceLimit => Core::ResourceLimit,
+        ErrorCode::Busy => Core::Busy,
+        ErrorCode::Timeout => Core::Timeout,
+        ErrorCode::UnknownKey => Core::UnknownKey,
+        ErrorCode::KekInUse => Core::KekInUse,
+        ErrorCode::KeyServiceUnavailable => Core::KeyServiceUnavailable,
+        ErrorCode::KeyRefused => Core::KeyRefused,
+        ErrorCode::BadRequest => Core::BadRequest,
+        ErrorCode::Unauthorized => Core::Unauthorized,
+        ErrorCode::Forbidden => Core::Forbidden,
+        ErrorCode::NotFound => Core::NotFound,
+        ErrorCode::MethodNotAllowed => Core::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge => Core::PayloadTooLarge,
+        ErrorCode::RangeNotSatisfiable => Core::RangeNotSatisfiable,
+        ErrorCode::Conflict => Core::Conflict,
+        ErrorCode::UnsupportedMediaType => Core::UnsupportedMediaType,
+        ErrorCode::UnreadableRecording => Core::UnreadableRecording,
+        ErrorCode::Io => Core::Io,
+        ErrorCode::Internal => Core::Internal,
+    }
+}
+
+/// The memory cap, as the error the limiter raises to stop a growing guest.
+#[derive(Debug)]
+struct MemoryCapExceeded;
+
+impl std::fmt::Display for MemoryCapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the guest's memory cap was reached")
+    }
+}
+
+impl std::error::Error for MemoryCapExceeded {}
+
+struct Limiter {
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(wasmtime::Error::new(MemoryCapExceeded));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn runtime_error(e: impl std::fmt::Display) -> HostError {
+    HostError::Runtime(e.to_string())
+}
+
+/// Maps a failed call: limits first, then traps and other runtime errors.
+fn call_error(e: wasmtime::Error) -> HostError {
+    if e.downcast_ref::<MemoryCapExceeded>().is_some() {
+        return HostError::LimitExceeded("memory cap");
+    }
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return HostError::LimitExceeded("instance pool");
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => HostError::LimitExceeded("execution budget"),
+        _ => HostError::Runtime(format!("{e:#}")),
+    }
+}
+
+/// The compiled guest, ready to instantiate. Create one per process and share it.
+pub struct Runtime {
+    engine: Engine,
+    component: Component,
+    pre: TapesealPre<State>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TAPESEAL_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|base| base.join("tapeseal/wasmtime"))
+}
+
+/// Creates the compiled-guest cache directory owner-only (0700) if it is missing, and
+/// refuses one that another user owns or can write to: the cache holds native code
+/// that this process would run.
+fn private_cache_dir(dir: &std::path::Path) -> Result<()> {
+    let refuse = |why: String| {
+        HostError::Runtime(format!(
+            "the compiled-guest cache {} {why}; fix it or set TAPESEAL_CACHE_DIR to another \
+             directory (empty turns the cache off)",
+            dir.display()
+        ))
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| refuse(format!("cannot be created ({e})")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir).map_err(|e| refuse(format!("cannot be read ({e})")))?;
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(refuse("is writable by other users".into()));
+        }
+        if let Ok(me) = std::fs::metadata("/proc/self")
+            && meta.uid() != me.uid()
+        {
+            return Err(refuse(format!(
+                "belongs to another user (uid {})",
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Compiles the embedded guest, or loads it from the on-disk cache
+    /// (`$TAPESEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/tapeseal/wasmtime`, else
+    /// `~/.cache/tapeseal/wasmtime`; an empty `TAPESEAL_CACHE_DIR` turns it off).
+    pub fn new(limits: Limits) -> Result<Self> {
+        Self::with_cache_dir(limits, cache_dir())
+    }
+
+    /// Like [`Runtime::new`] with an explicit cache directory, or none.
+    pub fn with_cache_dir(limits: Limits, cache: Option<PathBuf>) -> Result<Self> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(512)
+            .total_memories(256)
+            .total_tables(256)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache {
+            private_cache_dir(&dir)?;
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            // A cache that cannot start only costs compile time.
+            if let Ok(cache) = Cache::new(cache) {
+                config.cache(Some(cache));
+            }
+        }
+        let engine = Engine::new(&config).map_err(runtime_error)?;
+        let component = Component::new(&engine, GUEST_COMPONENT).map_err(runtime_error)?;
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime_error)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(TapesealPre::new)
+            .map_err(runtime_error)?;
+        Ok(Self {
+            engine,
+            component,
+            pre,
+            limits,
+        })
+    }
+
+    /// Instantiates the guest in a fresh store and drops it: what every operation
+    /// pays before its first call.
+    pub fn instantiate(&self) -> Result<()> {
+        self.session().map(drop)
+    }
+
+    /// The limits every store gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The names of everything the component imports, sorted.
+    pub fn component_imports(&self) -> Vec<String> {
+        let ty = self.component.component_type();
+        let mut names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn session(&self) -> Result<Session> {
+        // Nothing inherited: no stdio, environment, arguments, directories or network.
+        let wasi = WasiCtxBuilder::new().build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: self.limits.memory_bytes,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(self.limits.fuel_base)
+            .map_err(runtime_error)?;
+        let bindings = self.pre.instantiate(&mut store).map_err(call_error)?;
+        Ok(Session {
+            store,
+            bindings,
+            limits: self.limits,
+        })
+    }
+
+    /// A fresh DEK from the guest (randomness comes from the host's OS).
+    pub fn generate_dek(&self) -> Result<Dek> {
+        let mut s = self.session()?;
+        let bytes = Zeroizing::new(s.call(0, |b, st| b.call_generate_dek(st))?);
+        Dek::from_slice(&bytes).map_err(runtime_error)
+    }
+
+    /// The header length declared by an envelope's first 14 bytes.
+    pub fn header_length(&self, prefix: &[u8]) -> Result<u64> {
+        self.session()?
+            .call(prefix.len(), |b, st| b.call_header_length(st, prefix))
+    }
+
+    /// Reads a header or an envelope without any key.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection> {
+        self.session()?
+            .call(bytes.len(), |b, st| b.call_inspect(st, bytes))
+    }
+
+    /// Seals a whole plaintext.
+    pub fn seal(
+        &self,
+        dek: &Dek,
+        params: &SealParams,
+        recipients: &[Recipient],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.session()?.call(plaintext.len(), |b, st| {
+            b.call_seal(st, dek.as_bytes(), params, recipients, plaintext)
+        })
+    }
+
+    /// Opens a whole envelope.
+    pub fn open(&self, envelope: &[u8], dek: &Dek) -> Result<Vec<u8>> {
+        self.session()?.call(envelope.len(), |b, st| {
+            b.call_open(st, envelope, dek.as_bytes())
+        })
+    }
+
+    /// A new header with other stanzas, for an unchanged payload.
+    pub fn rewrap_header(
+        &self,
+        header: &[u8],
+        dek: &Dek,
+        recipients: &[Recipient],
+        mode: RewrapMode,
+    ) -> Result<Vec<u8>> {
+        self.session()?.call(header.len(), |b, st| {
+            b.call_rewrap_header(st, header, dek.as_bytes(), recipients, mode)
+        })
+    }
+
+    /// Starts a streaming seal in a store of its own.
+    pub fn sealer(
+        &self,
+        dek: &Dek,
+        params: &SealParams,
+        recipients: &[Recipient],
+    ) -> Result<StreamSealer> {
+        let mut session = self.session()?;
+        let handle = session.call(0, |b, st| {
+            b.sealer()
+                .call_create(st, dek.as_bytes(), params, recipients)
+        })?;
+        let header = session.call(0, |b, st| b.sealer().call_header(st, handle).map(Ok))?;
+        Ok(StreamSealer {
+            session,
+            handle,
+            header,
+        })
+    }
+
+    /// Starts a streaming open in a store of its own.
+    pub fn opener(&self, dek: &Dek) -> Result<StreamOpener> {
+        let mut session = self.session()?;
+        let handle = session.call(0, |b, st| b.opener().call_create(st, dek.as_bytes()))?;
+        Ok(StreamOpener { session, handle })
+    }
+
+    /// Random access to the chunks of an envelope of `envelope_len` bytes.
+    pub fn chunk_opener(&self, header: &[u8], dek: &Dek, envelope_len: u64) -> Result<ChunkOpener> {
+        let mut session = self.session()?;
+        let handle = session.call(header.len(), |b, st| {
+            b.chunk_opener()
+                .call_create(st, header, dek.as_bytes(), envelope_len)
+        })?;
+        Ok(ChunkOpener { session, handle })
+    }
+}
+
+type Envelope = bindings::exports::tapeseal::core::envelope::Guest;
+
+/// Runs guest work so that it does not stall an async worker: inside a
+/// multi-threaded tokio runtime the worker hands its other tasks to another thread
+/// first (`block_in_place`); anywhere else (the CLI) it simply runs.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// One store and one instance.
+struct Session {
+    store: Store<State>,
+    bindings: Tapeseal,
+    limits: Limits,
+}
+
+impl Session {
+    /// Refuels for an input of `input_len` bytes and calls into the guest.
+    fn call<T>(
+        &mut self,
+        input_len: usize,
+        f: impl FnOnce(&Envelope, &mut Store<State>) -> wasmtime::Result<Result<T, GuestError>>,
+    ) -> Result<T> {
+        let fuel = self
+            .limits
+            .fuel_base
+            .saturating_add(self.limits.fuel_per_byte.saturating_mul(input_len as u64));
+        self.store.set_fuel(fuel).map_err(runtime_error)?;
+        let envelope = self.bindings.tapeseal_core_envelope();
+        match off_worker(|| f(envelope, &mut self.store)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(guest)) => Err(guest.into()),
+            Err(e) => Err(call_error(e)),
+        }
+    }
+
+    /// Fuel consumed since the last refuel (for benchmarks and calibration).
+    fn fuel_used(&self, input_len: usize) -> u64 {
+        let budget = self
+            .limits
+            .fuel_base
+            .saturating_add(self.limits.fuel_per_byte.saturating_mul(input_len as u64));
+        budget.saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+}
+
+/// A streaming seal running in the guest.
+pub struct StreamSealer {
+    session: Session,
+    handle: ResourceAny,
+    header: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSealer").finish_non_exhaustive()
+    }
+}
+
+impl StreamSealer {
+    /// The envelope's header (also the start of what `push` returns first).
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// Takes plaintext; returns the envelope bytes now final.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let handle = self.handle;
+        self.session
+            .call(data.len(), |b, st| b.sealer().call_push(st, handle, data))
+    }
+
+    /// Seals the final chunk; returns the rest of the envelope.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        let handle = self.handle;
+        self.session
+            .call(0, |b, st| b.sealer().call_finish(st, handle))
+    }
+
+    /// Fuel the last call used.
+    pub fn last_fuel_used(&self, input_len: usize) -> u64 {
+        self.session.fuel_used(input_len)
+    }
+}
+
+/// A streaming open running in the guest.
+pub struct StreamOpener {
+    session: Session,
+    handle: ResourceAny,
+}
+
+impl std::fmt::Debug for StreamOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamOpener").finish_non_exhaustive()
+    }
+}
+
+impl StreamOpener {
+    /// Takes envelope bytes; returns plaintext of chunks now authenticated.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let handle = self.handle;
+        self.session
+            .call(data.len(), |b, st| b.opener().call_push(st, handle, data))
+    }
+
+    /// Opens the final chunk; fails if the stream was truncated or padded.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        let handle = self.handle;
+        self.session
+            .call(0, |b, st| b.opener().call_finish(st, handle))
+    }
+
+    /// Fuel the last call used.
+    pub fn last_fuel_used(&self, input_len: usize) -> u64 {
+        self.session.fuel_used(input_len)
+    }
+}
+
+/// Random access to one envelope's chunks in the guest.
+pub struct ChunkOpener {
+    session: Session,
+    handle: ResourceAny,
+}
+
+impl std::fmt::Debug for ChunkOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkOpener").finish_non_exhaustive()
+    }
+}
+
+impl ChunkOpener {
+    /// Number of chunks.
+    pub fn chunk_count(&mut self) -> Result<u64> {
+        let handle = self.handle;
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_chunk_count(st, handle).map(Ok)
+        })
+    }
+
+    /// The plaintext length the envelope holds.
+    pub fn plaintext_len(&mut self) -> Result<u64> {
+        let handle = self.handle;
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_plaintext_len(st, handle).map(Ok)
+        })
+    }
+
+    /// The envelope byte range of chunk `index`.
+    pub fn chunk_range(&mut self, index: u64) -> Result<ByteRange> {
+        let handle = self.handle;
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_chunk_range(st, handle, index)
+        })
+    }
+
+    /// The envelope bytes needed for plaintext `[start, end)`.
+    pub fn byte_range(&mut self, start: u64, end: u64) -> Result<ByteRange> {
+        let handle = self.handle;
+        self.session.call(0, |b, st| {
+            b.chunk_opener().call_byte_range(st, handle, start, end)
+        })
+    }
+
+    /// Opens chunk `index` from its bytes.
+    pub fn open_chunk(&mut self, index: u64, chunk: &[u8]) -> Result<Vec<u8>> {
+        let handle = self.handle;
+        self.session.call(chunk.len(), |b, st| {
+            b.chunk_opener().call_open_chunk(st, handle, index, chunk)
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Managed key mode: the host generates each organisation's RSA KEK pairs (aws-lc-rs)
+//! and keeps the private keys only sealed under a master key, AES-256-GCM with the
+//! organisation and KEK ids as associated data. Unwrapping happens here, in the host.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use tapeseal_core::{Dek, KekPublicKey, WrapAlgorithm};
+use zeroize::Zeroizing;
+
+use tapeseal_store::catalogue::{AuditEvent, Catalogue, CatalogueError, KekRecord};
+use tapeseal_store::durable::write_private_file;
+use tapeseal_store::ids;
+use tapeseal_store::time::now_ms;
+
+use crate::kek::{KekPair, KeyError};
+use crate::service::CurrentKek;
+
+/// Why a managed-key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagedKeyError {
+    /// The catalogue failed.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// Key material failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The master key could not be read or created.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// A sealed private key did not open under the master key (wrong master key, or
+    /// the catalogue row was altered).
+    #[error("a managed private key could not be unsealed with this master key")]
+    Unseal,
+    /// No such KEK in the organisation.
+    #[error("no KEK '{0}' in this organisation")]
+    NoSuchKek(String),
+    /// The KEK's private key is not held here.
+    #[error("KEK '{0}' is not a managed key")]
+    NotManaged(String),
+    /// A KEK that recordings or unfinished jobs still reference cannot be deleted.
+    #[error(
+        "KEK '{kek_id}' is still used by {recordings} recording(s) and {jobs} unfinished job(s); rewrap the recordings onto the current KEK (and let the jobs finish) first"
+    )]
+    InUse {
+        /// The KEK.
+        kek_id: String,
+        /// How many recordings reference it.
+        recordings: u64,
+        /// How many queued or running jobs name it.
+        jobs: u64,
+    },
+}
+
+type Result<T, E = ManagedKeyError> = std::result::Result<T, E>;
+
+/// The 256-bit key that seals managed private keys.
+pub struct MasterKey(LessSafeKey);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+impl MasterKey {
+    /// From 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| ManagedKeyError::MasterKey("a master key is exactly 32 bytes".into()))?;
+        Ok(Self(LessSafeKey::new(key)))
+    }
+
+    /// From base64 (for an environment variable or a config file).
+    pub fn from_base64(text: &str) -> Result<Self> {
+        let bytes = Zeroizing::new(
+            B64.decode(text.trim())
+                .map_err(|_| ManagedKeyError::MasterKey("the master key is not base64".into()))?,
+        );
+        Self::from_bytes(&bytes)
+    }
+
+    /// Reads the key file, or creates it (32 random bytes, mode 0600, fsynced with
+    /// its directory) if it does not exist yet and `may_create` says nothing is
+    /// sealed under a master key yet. A missing file when sealed keys exist is an
+    /// error, never a new master key: that would orphan every managed KEK.
+    pub fn load_or_create(path: &Path, may_create: bool) -> Result<Self> {
+        let fail = |what: &str, e: std::io::Error| {
+            ManagedKeyError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
+        };
+        match fs::read(path) {
+            Ok(bytes) => return Self::from_bytes(&Zeroizing::new(bytes)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail("read", e)),
+            Err(_) if !may_create => {
+                return Err(ManagedKeyError::MasterKey(format!(
+                    "the master key file {} is missing, but the catalogue holds keys sealed \
+                     under a master key; restore the file (or set master_key.env) rather \
+                     than start with a new key that cannot open them",
+                    path.display()
+                )));
+            }
+            Err(_) => {}
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(bytes.as_mut())
+            .map_err(|_| ManagedKeyError::MasterKey("no secure random source".into()))?;
+        write_private_file(path, bytes.as_ref()).map_err(|e| fail("create", e))?;
+        Self::from_bytes(bytes.as_ref())
+    }
+
+    fn aad(org_id: &str, kek_id: &str) -> Vec<u8> {
+        [
+            b"tapeseal managed kek v1\0".as_slice(),
+            org_id.as_bytes(),
+            b"\0",
+            kek_id.as_bytes(),
+        ]
+        .concat()
+    }
+
+    pub(crate) fn seal(&self, org_id: &str, kek_id: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce)
+            .map_err(|_| ManagedKeyError::MasterKey("no secure random source".into()))?;
+        let mut buf = secret.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(org_id, kek_id)),
+                &mut buf,
+            )
+            .map_err(|_| ManagedKeyError::Unseal)?;
+        Ok([nonce.as_slice(), &buf].concat())
+    }
+
+    pub(crate) fn open(
+        &self,
+        org_id: &str,
+        kek_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN {
+            return Err(ManagedKeyError::Unseal);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| ManagedKeyError::Unseal)?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let plain_len = self
+            .0
+            .open_in_place(nonce, Aad::from(Self::aad(org_id, kek_id)), &mut buf)
+            .map_err(|_| ManagedKeyError::Unseal)?
+            .len();
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
+}
+
+/// The managed key service over a catalogue. Its methods block (SQLite, RSA); the
+/// [`KeyService`](crate::KeyService) implementation runs them off the async workers.
+#[derive(Debug, Clone)]
+pub struct ManagedKeys {
+    catalogue: Arc<Catalogue>,
+    master: Arc<MasterKey>,
+}
+
+impl ManagedKeys {
+    /// The service for `catalogue`, sealing under `master`.
+    pub fn new(catalogue: Arc<Catalogue>, master: Arc<MasterKey>) -> Self {
+        Self { catalogue, master }
+    }
+
+    /// Generates a new KEK and makes it current ("change key now"). Older KEKs stay
+    /// and keep unwrapping their recordings.
+    pub fn rotate(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
+        let pair = KekPair::generate(3072)?;
+        let id = ids::new_id("kek").map_err(|e| ManagedKeyError::MasterKey(e.to_string()))?;
+        let pkcs8 = private_der(&pair)?;
+        let record = KekRecord {
+            id: id.clone(),
+            org_id: org_id.to_string(),
+            public_spki: pair.public_spki_der()?,
+            sealed_private: Some(self.master.seal(org_id, &id, &pkcs8)?),
+            state: "active".into(),
+            created_at: now_ms(),
+        };
+        tapeseal_store::crash_point!("rotation.before_insert");
+        self.catalogue.insert_kek(
+            &record,
+            actor,
+            &AuditEvent::KekCreate {
+                kek_id: &id,
+                detail: "managed RSA-3072",
+            },
+        )?;
+        tapeseal_store::crash_point!("rotation.after_insert");
+        Ok(CurrentKek {
+            id,
+            public_key: pair.public_key()?,
+        })
+    }
+
+    /// The current KEK, created on first use.
+    pub fn current(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
+        match self.catalogue.current_kek(org_id)? {
+            Some(record) => Ok(CurrentKek {
+                public_key: KekPublicKey::from_der(&record.public_spki)
+                    .map_err(|e| KeyError::Unreadable(e.to_string()))?,
+                id: record.id,
+            }),
+            None => self.rotate(org_id, actor),
+        }
+    }
+
+    /// Rotates if the organisation's schedule says its current KEK is due at `now_ms`
+    /// (a server calls this at start, so a rotation missed while it was down happens
+    /// then, and periodically). Returns the new KEK when it rotated.
+    pub fn rotate_if_due(&self, org_id: &str, now_ms: i64) -> Result<Option<CurrentKek>> {
+        let (period, _) = self.catalogue.schedule(org_id)?;
+        let due = match self.catalogue.current_kek(org_id)? {
+            Some(current) => period.is_due(current.created_at, now_ms),
+            None => false,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let kek = self.rotate(org_id, "scheduler")?;
+        self.catalogue.mark_rotated(org_id, now_ms)?;
+        Ok(Some(kek))
+    }
+
+    /// Unwraps a DEK with one of the organisation's KEKs.
+    pub fn unwrap(
+        &self,
+        org_id: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+        algorithm: WrapAlgorithm,
+    ) -> Result<Dek> {
+        let record = self
+            .catalogue
+            .kek(org_id, kek_id)?
+            .ok_or_else(|| ManagedKeyError::NoSuchKek(kek_id.to_string()))?;
+        let sealed = record
+            .sealed_private
+            .ok_or_else(|| ManagedKeyError::NotManaged(kek_id.to_string()))?;
+        let der = self.master.open(org_id, kek_id, &sealed)?;
+        let pair = KekPair::from_pem_or_der(&der)?;
+        Ok(pair.unwrap(wrapped, algorithm)?)
+    }
+
+    /// Deletes a KEK, refusing while any stored recording or unfinished job
+    /// references it (checked in the same transaction as the delete).
+    pub fn delete(&self, org_id: &str, kek_id: &str, actor: &str) -> Result<()> {
+        match self.catalogue.delete_kek(org_id, kek_id, actor) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(users)) => Err(ManagedKeyError::InUse {
+                kek_id: kek_id.to_string(),
+                recordings: users.recordings,
+                jobs: users.jobs,
+            }),
+            Err(CatalogueError::NoSuchKek) => Err(ManagedKeyError::NoSuchKek(kek_id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+pub(crate) fn private_der(pair: &KekPair) -> Result<Zeroizing<Vec<u8>>> {
+    let pem = pair.private_pkcs8_pem()?;
+    let (_, der) = pkcs8::der::pem::decode_vec(pem.as_bytes())
+        .map_err(|_| ManagedKeyError::Key(KeyError::Crypto))?;
+    Ok(Zeroizing::new(der))
+}

@@ -1,0 +1,74 @@
+//! The server's storage key (see [`StorageKey`]).
+
+use std::fs;
+use std::path::Path;
+
+use tapeseal_core::{Dek, WrapAlgorithm};
+use tapeseal_store::durable::write_private_file;
+
+use crate::kek::KekPair;
+use crate::managed::{ManagedKeyError, MasterKey, private_der};
+
+type Result<T, E = ManagedKeyError> = std::result::Result<T, E>;
+
+/// The server's own key pair for storage-side encryption: what protects recordings
+/// that are not sealed for an organisation's KEK (screen recordings) in a repository
+/// without encryption of its own, like the local directory. It plays the part a
+/// store's server-side encryption (S3 SSE-S3) plays: organisations do not hold it,
+/// and rotation, rewrap and the deletion guard do not apply to it. Its private key
+/// is kept only sealed under the master key.
+pub struct StorageKey {
+    id: String,
+    pair: KekPair,
+}
+
+impl std::fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+const STORAGE_KEY_AAD: &str = "repository storage key";
+
+impl StorageKey {
+    /// Reads the sealed key file, or generates the pair and creates it (mode 0600).
+    pub fn load_or_create(path: &Path, master: &MasterKey) -> Result<Self> {
+        let fail = |what: &str, e: std::io::Error| {
+            ManagedKeyError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
+        };
+        let pair = match fs::read(path) {
+            Ok(sealed) => {
+                let der = master.open("", STORAGE_KEY_AAD, &sealed)?;
+                KekPair::from_pem_or_der(&der)?
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail("read", e)),
+            Err(_) => {
+                let pair = KekPair::generate(3072)?;
+                let sealed = master.seal("", STORAGE_KEY_AAD, &private_der(&pair)?)?;
+                write_private_file(path, &sealed).map_err(|e| fail("create", e))?;
+                pair
+            }
+        };
+        Ok(Self {
+            id: pair.fingerprint().replacen("kek-", "storage-", 1),
+            pair,
+        })
+    }
+
+    /// The id its stanzas carry.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its public key, DER SubjectPublicKeyInfo.
+    pub fn public_spki(&self) -> Result<Vec<u8>> {
+        Ok(self.pair.public_spki_der()?)
+    }
+
+    /// Unwraps a DEK from one of its stanzas.
+    pub fn unwrap(&self, wrapped: &[u8], algorithm: WrapAlgorithm) -> Result<Dek> {
+        Ok(self.pair.unwrap(wrapped, algorithm)?)
+    }
+}

@@ -1,0 +1,198 @@
+//! Server configuration: a TOML file and/or command-line flags over embedded
+//! defaults that need nothing installed (SQLite catalogue and a local recording
+//! directory under the data directory, plain HTTP on 127.0.0.1).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tapeseal_store::DataDir;
+
+/// Everything `tapeseal serve` can be told. Every field has a default.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory: the catalogue, the master key file and (by default) the
+    /// recording repository live here.
+    pub data_dir: PathBuf,
+    /// The recording repository.
+    pub repository: RepositoryConfig,
+    /// The master key that seals managed private KEKs.
+    pub master_key: MasterKeyConfig,
+    /// TLS; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Largest accepted upload, in plaintext bytes.
+    pub max_upload_bytes: u64,
+    /// Plaintext bytes per envelope chunk for new recordings.
+    pub chunk_size: u32,
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between checks of the rotation schedules.
+    pub scheduler_interval_secs: u64,
+    /// Rewrap jobs.
+    pub jobs: JobsConfig,
+    /// Name of an environment variable holding the operator token, which may create
+    /// organisations through the API. Without it, organisations are created with
+    /// `tapeseal org create` only.
+    pub operator_token_env: Option<String>,
+    /// Name of an environment variable holding a token that `GET /metrics` then
+    /// requires (`Authorization: Bearer ...`). Without it, metrics are open, for
+    /// loopback or an internal network.
+    pub metrics_token_env: Option<String>,
+    /// Concurrency limits and timeouts.
+    pub limits: LimitsConfig,
+}
+
+/// How much the server takes on at once, and how long it waits for slow clients.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Operations holding a guest instance at once, over all organisations (ingests,
+    /// playback batches, rewraps). Below the instance pool of 256.
+    pub guest_operations: usize,
+    /// The same, for any one organisation.
+    pub guest_operations_per_org: usize,
+    /// How long a request waits for a place before it is refused with 503 `busy`.
+    pub admission_wait_ms: u64,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds an upload may send nothing before it is cut off (408 `timeout`).
+    pub body_idle_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            guest_operations: 64,
+            guest_operations_per_org: 16,
+            admission_wait_ms: 250,
+            header_read_timeout_secs: 10,
+            body_idle_timeout_secs: 30,
+        }
+    }
+}
+
+/// Where recordings are stored.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local directory; default `<data_dir>/recordings`.
+    pub path: Option<PathBuf>,
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterKeyConfig {
+    /// A key file, created with mode 0600 on first start; default
+    /// `<data_dir>/master.key`.
+    pub file: Option<PathBuf>,
+    /// Name of an environment variable holding the key as base64 (32 bytes); it
+    /// takes precedence over the file.
+    pub env: Option<String>,
+}
+
+/// TLS certificate and key (PEM).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How rewrap jobs run.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Pause between two recordings of a rewrap job, in milliseconds, to bound the
+    /// load a job puts on the repository.
+    pub rewrap_pause_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            data_dir: PathBuf::from("tapeseal-data"),
+            repository: RepositoryConfig::default(),
+            master_key: MasterKeyConfig::default(),
+            tls: None,
+            max_upload_bytes: 4 << 30,
+            chunk_size: 64 << 10,
+            shutdown_grace_secs: 30,
+            scheduler_interval_secs: 60,
+            jobs: JobsConfig::default(),
+            operator_token_env: None,
+            metrics_token_env: None,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration file; missing fields take their defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML configuration text.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (16..=16 << 20).contains(&self.chunk_size),
+            "chunk_size must be between 16 bytes and 16 MiB"
+        );
+        anyhow::ensure!(
+            self.max_upload_bytes > 0,
+            "max_upload_bytes must be positive"
+        );
+        anyhow::ensure!(
+            self.scheduler_interval_secs > 0,
+            "scheduler_interval_secs must be positive"
+        );
+        let l = &self.limits;
+        anyhow::ensure!(
+            (1..=200).contains(&l.guest_operations)
+                && (1..=l.guest_operations).contains(&l.guest_operations_per_org),
+            "limits: guest_operations must be 1 to 200, and guest_operations_per_org 1 to guest_operations"
+        );
+        anyhow::ensure!(
+            l.header_read_timeout_secs > 0 && l.body_idle_timeout_secs > 0,
+            "limits: timeouts must be positive"
+        );
+        Ok(())
+    }
+
+    /// The data directory and the names in it.
+    pub fn data(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
+    }
+
+    /// The recording repository directory.
+    pub fn repository_path(&self) -> PathBuf {
+        self.repository
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data().repository_path())
+    }
+
+    /// The master key file.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key
+            .file
+            .clone()
+            .unwrap_or_else(|| self.data().master_key_path())
+    }
+}

@@ -1,0 +1,286 @@
+//! `tapeseal-server`, the recording server behind `tapeseal serve`. Recordings go in sealed by the wasmtime
+//! guest as they stream in and come out only to tokens of their own organisation;
+//! managed KEKs rotate on schedule; rewrap jobs move recordings between KEKs by
+//! rewriting headers; every decrypt is audited.
+//!
+//! Data flows one way: HTTP handlers ([`recordings`], [`playback`], [`keys`],
+//! [`jobs`], [`admin`]) use the catalogue and repository (`tapeseal-store`), the key
+//! service (`tapeseal-keys`) and the guest runtime (`tapeseal-engine`), which know
+//! nothing of HTTP.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use zeroize::Zeroizing;
+
+use tapeseal_engine::{Limits, Runtime};
+use tapeseal_keys::{KeyService, ManagedKeys, MasterKey, StorageKey};
+use tapeseal_store::catalogue::Catalogue;
+use tapeseal_store::repo;
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod jobs;
+pub mod keys;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod playback;
+pub mod range;
+pub mod recordings;
+
+pub use config::Config;
+
+/// Everything a request handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration the server started with.
+    pub config: Config,
+    /// Organisations, tokens, KEKs, recordings, schedules, jobs, audit log.
+    pub catalogue: Arc<Catalogue>,
+    /// Where private KEKs live and DEKs are unwrapped.
+    pub keys: Arc<dyn KeyService>,
+    /// Storage-side encryption for recordings not sealed for an organisation's KEK.
+    pub storage_key: StorageKey,
+    /// The compiled guest.
+    pub runtime: Runtime,
+    /// The recording repository.
+    pub repo: repo::Repository,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+    /// The operator token, if one is configured.
+    pub operator_token: Option<OperatorToken>,
+    /// The token `/metrics` requires, if one is configured.
+    pub metrics_token: Option<OperatorToken>,
+    /// Admission control for guest work.
+    pub limits: limits::Limiter,
+    /// Wakes the job worker.
+    pub jobs: jobs::JobQueue,
+}
+
+/// The operator token's secret; prints as `[redacted]`.
+pub struct OperatorToken(pub Zeroizing<String>);
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorToken([redacted])")
+    }
+}
+
+/// The state handlers share.
+pub type Shared = Arc<AppState>;
+
+/// Sends structured logs to standard error, filtered by `TAPESEAL_LOG` (default
+/// `info`). Logs carry ids, sizes and error causes, never key material or content.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPESEAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Opens the catalogue, master key, repository and guest that `config` names.
+pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)> {
+    let data = config.data();
+    let catalogue = Arc::new(data.open_catalogue()?);
+    let storage_key_path = data.storage_key_path();
+    // Keys sealed under a master key exist: a missing key file is an error then.
+    let may_create = !catalogue.has_sealed_keys()? && !storage_key_path.exists();
+    let master = match &config.master_key.env {
+        Some(var) => {
+            let value = Zeroizing::new(
+                std::env::var(var)
+                    .map_err(|_| anyhow::anyhow!("the master key variable {var} is not set"))?,
+            );
+            MasterKey::from_base64(&value)?
+        }
+        None => MasterKey::load_or_create(&config.master_key_path(), may_create)?,
+    };
+    let storage_key = StorageKey::load_or_create(&storage_key_path, &master)?;
+    let keys: Arc<dyn KeyService> = Arc::new(ManagedKeys::new(catalogue.clone(), Arc::new(master)));
+    let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<OperatorToken>> {
+        match var {
+            Some(var) => Ok(Some(OperatorToken(Zeroizing::new(
+                std::env::var(var)
+                    .map_err(|_| anyhow::anyhow!("the {what} variable {var} is not set"))?,
+            )))),
+            None => Ok(None),
+        }
+    };
+    let operator_token = secret(&config.operator_token_env, "operator token")?;
+    let metrics_token = secret(&config.metrics_token_env, "metrics token")?;
+    let limits = limits::Limiter::new(
+        config.limits.guest_operations,
+        config.limits.guest_operations_per_org,
+        Duration::from_millis(config.limits.admission_wait_ms),
+    );
+    let repo = repo::Repository::local(&config.repository_path())?;
+    let swept = repo::Repository::sweep_staging(&config.repository_path())?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed writes that a crash interrupted");
+    }
+    let runtime = Runtime::new(Limits::default())?;
+    let (queue, receiver) = jobs::JobQueue::new();
+    let state = Arc::new(AppState {
+        config,
+        catalogue,
+        keys,
+        storage_key,
+        runtime,
+        repo,
+        metrics: metrics::Metrics::default(),
+        operator_token,
+        metrics_token,
+        limits,
+        jobs: queue,
+    });
+    Ok((state, receiver))
+}
+
+/// The whole HTTP API.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(recordings::routes())
+        .merge(keys::routes())
+        .merge(jobs::routes())
+        .merge(admin::routes())
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                tapeseal_core::ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Logs and measures every request by its route template (never its ids).
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    if let Some(error::ResponseCode(code)) = response.extensions().get::<error::ResponseCode>() {
+        state.metrics.error(code.name());
+    }
+    state.metrics.request(&route, status, elapsed);
+    tracing::info!(
+        %method,
+        route,
+        status,
+        elapsed_ms = elapsed.as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+/// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish for
+/// up to `shutdown_grace_secs`. Prints `listening on <url>` once it accepts.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let tls = config.tls.clone();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let header_timeout = Duration::from_secs(config.limits.header_read_timeout_secs);
+    let (state, receiver) = open_state(config)?;
+
+    keys::rotate_due(&state).await;
+    let scheduler = tokio::spawn(keys::scheduler(state.clone()));
+    let worker = tokio::spawn(jobs::worker(state.clone(), receiver));
+    state.jobs.resume(&state)?;
+
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local: SocketAddr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let app = router(state.clone()).into_make_service();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let shutdown = {
+        let handle = handle.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+            handle.graceful_shutdown(Some(grace));
+        }
+    };
+    tokio::spawn(shutdown);
+    println!("listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "listening");
+    match tls {
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot load the TLS certificate or key: {e}"))?;
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
+            limit_headers(server.http_builder(), header_timeout);
+            server.handle(handle).serve(app).await?;
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)?;
+            limit_headers(server.http_builder(), header_timeout);
+            server.handle(handle).serve(app).await?;
+        }
+    }
+    scheduler.abort();
+    worker.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A client gets `timeout` to send a request's headers; a connection that dawdles is
+/// closed instead of holding a slot.
+fn limit_headers(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeout: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout);
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

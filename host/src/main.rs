@@ -1,5 +1,0 @@
-//! The `tapeseal` binary.
-
-fn main() -> std::process::ExitCode {
-    tapeseal_host::cli::main()
-}

@@ -1,0 +1,200 @@
+//! Organisations and API tokens: creation with validation (one path for the CLI and
+//! the API), lookup, authentication by the SHA-256 of a token's secret, revocation.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use rusqlite::{OptionalExtension, params};
+use zeroize::Zeroizing;
+
+use super::audit::append;
+use super::{
+    AuditEvent, Catalogue, CatalogueError, NewToken, Org, Principal, Result, Role, TOKEN_PREFIX,
+    TokenInfo, org_row, sha256,
+};
+use crate::ids;
+use crate::time::now_ms;
+
+/// The longest token label, in bytes.
+pub const MAX_LABEL_LEN: usize = 200;
+
+impl Catalogue {
+    /// Creates an organisation with managed keys and rotation disabled, audited as
+    /// done by `actor`. The one path for the CLI and the API.
+    pub fn create_org(&self, name: &str, actor: &str) -> Result<Org> {
+        crate::blocking(|| {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 200 {
+                return Err(CatalogueError::Invalid(
+                    "an organisation name is 1 to 200 characters",
+                ));
+            }
+            let org = Org {
+                id: ids::new_id("org")?,
+                name: name.to_string(),
+                key_mode: "managed".into(),
+                created_at: now_ms(),
+            };
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO orgs (id, name, key_mode, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![org.id, org.name, org.key_mode, org.created_at],
+            )?;
+            if inserted == 0 {
+                return Err(CatalogueError::Exists(format!("organisation '{name}'")));
+            }
+            tx.execute(
+                "INSERT INTO rotation_schedules (org_id, period) VALUES (?1, 'DISABLED')",
+                params![org.id],
+            )?;
+            append(
+                &tx,
+                &org.id,
+                actor,
+                &AuditEvent::OrgCreate { name: &org.name },
+            )?;
+            tx.commit()?;
+            Ok(org)
+        })
+    }
+
+    /// Finds an organisation by id or by name.
+    pub fn find_org(&self, id_or_name: &str) -> Result<Org> {
+        crate::blocking(|| {
+            self.conn()
+                .query_row(
+                    "SELECT id, name, key_mode, created_at FROM orgs WHERE id = ?1 OR name = ?1",
+                    params![id_or_name],
+                    org_row,
+                )
+                .optional()?
+                .ok_or_else(|| CatalogueError::NoSuchOrg(id_or_name.to_string()))
+        })
+    }
+
+    /// Every organisation, by name.
+    pub fn list_orgs(&self) -> Result<Vec<Org>> {
+        crate::blocking(|| {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare("SELECT id, name, key_mode, created_at FROM orgs ORDER BY name")?;
+            let rows = stmt.query_map([], org_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Creates an API token for an organisation (by id or name), audited as done by
+    /// `actor`. The secret is returned once; only its SHA-256 is stored. The one path
+    /// for the CLI and the API: a label is at most [`MAX_LABEL_LEN`] bytes.
+    pub fn create_token(
+        &self,
+        org: &str,
+        role: Role,
+        label: &str,
+        actor: &str,
+    ) -> Result<NewToken> {
+        crate::blocking(|| {
+            if label.len() > MAX_LABEL_LEN {
+                return Err(CatalogueError::Invalid(
+                    "a token label is at most 200 bytes",
+                ));
+            }
+            let org = self.find_org(org)?;
+            let secret = Zeroizing::new(format!(
+                "{TOKEN_PREFIX}{}",
+                B64URL.encode(ids::random_bytes::<32>()?)
+            ));
+            let token = NewToken {
+                id: ids::new_id("tok")?,
+                secret,
+                org_id: org.id,
+                role,
+            };
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO tokens (id, org_id, role, secret_sha256, label, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.id,
+                    token.org_id,
+                    role.name(),
+                    sha256(token.secret.as_bytes()),
+                    label,
+                    now_ms()
+                ],
+            )?;
+            let event = AuditEvent::TokenCreate {
+                token_id: &token.id,
+                role,
+            };
+            append(&tx, &token.org_id, actor, &event)?;
+            tx.commit()?;
+            Ok(token)
+        })
+    }
+
+    /// Who a presented bearer secret belongs to; `None` for unknown or revoked tokens.
+    pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        crate::blocking(|| {
+            if !secret.starts_with(TOKEN_PREFIX) {
+                return Ok(None);
+            }
+            let found = self
+                .conn()
+                .query_row(
+                    "SELECT id, org_id, role FROM tokens WHERE secret_sha256 = ?1 AND revoked_at IS NULL",
+                    params![sha256(secret.as_bytes())],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)),
+                )
+                .optional()?;
+            Ok(found.and_then(|(token_id, org_id, role)| {
+                Role::from_name(&role).map(|role| Principal {
+                    token_id,
+                    org_id,
+                    role,
+                })
+            }))
+        })
+    }
+
+    /// The organisation's tokens (never their secrets), newest first.
+    pub fn list_tokens(&self, org_id: &str) -> Result<Vec<TokenInfo>> {
+        crate::blocking(|| {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT id, role, label, created_at, revoked_at FROM tokens WHERE org_id = ?1
+                 ORDER BY created_at DESC, rowid DESC",
+            )?;
+            let rows = stmt.query_map(params![org_id], |row| {
+                Ok(TokenInfo {
+                    id: row.get(0)?,
+                    role: row.get(1)?,
+                    label: row.get(2)?,
+                    created_at: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Revokes a token of an organisation, audited as done by `actor`; says whether
+    /// one was revoked.
+    pub fn revoke_token(&self, org_id: &str, token_id: &str, actor: &str) -> Result<bool> {
+        crate::blocking(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
+                params![now_ms(), token_id, org_id],
+            )?;
+            if n == 1 {
+                append(&tx, org_id, actor, &AuditEvent::TokenRevoke { token_id })?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+}
