@@ -15,10 +15,23 @@ use crate::ci::Res;
 /// The address the demo asks for; when it is taken, any free loopback port.
 const PREFERRED: &str = "127.0.0.1:8750";
 
-pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
+/// How the demo gets its `tapeseal` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binary {
+    /// `cargo build -p tapeseal`: the least to compile on a fresh machine.
+    Build,
+    /// The one `cargo test --workspace` built (CI): `cargo build -p` alone would
+    /// resolve features differently and compile the host crates again.
+    FromTests,
+}
+
+pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
     crate::ci::step("build the tapeseal binary", || {
         crate::ci::install_targets(root)?;
-        crate::ci::cargo(root, &["build", "-p", "tapeseal"])
+        match binary {
+            Binary::Build => crate::ci::cargo(root, &["build", "-p", "tapeseal"]),
+            Binary::FromTests => crate::ci::cargo(root, &["test", "--workspace", "--no-run"]),
+        }
     })?;
     let bin = root.join("target/debug/tapeseal");
     let dir = root.join("target/demo");

@@ -60,8 +60,8 @@ fn main() -> ExitCode {
             .concat(),
         )
         .and_then(|()| npm::bench(&root)),
-        ["demo"] => demo::run(&root, false),
-        ["demo", "--check"] => demo::run(&root, true),
+        ["demo"] => demo::run(&root, false, demo::Binary::Build),
+        ["demo", "--check"] => demo::run(&root, true, demo::Binary::Build),
         ["npm"] => npm::pack(&root).map(|_| ()),
         ["npm", "--test"] => npm::install(&root).and_then(|()| npm::test(&root)),
         _ => {

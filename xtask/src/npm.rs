@@ -28,6 +28,8 @@ pub(crate) fn install(root: &Path) -> Res<()> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if have.as_deref() != Some(&format!("wasm-bindgen {WASM_BINDGEN_VERSION}")) {
+        // Only the two programs the checks run, optimised lightly: they process one
+        // small module, and a full release build of them is minutes of CI.
         cargo_env(
             root,
             &[
@@ -35,8 +37,17 @@ pub(crate) fn install(root: &Path) -> Res<()> {
                 "wasm-bindgen-cli",
                 "--version",
                 &format!("={WASM_BINDGEN_VERSION}"),
+                "--bin",
+                "wasm-bindgen",
+                "--bin",
+                "wasm-bindgen-test-runner",
             ],
-            &[],
+            &[
+                ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+                ("CARGO_PROFILE_RELEASE_LTO", "false"),
+                ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+                ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+            ],
         )?;
     }
     let missing: Vec<&str> = [

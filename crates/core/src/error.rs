@@ -158,6 +158,9 @@ error_codes! {
     Busy = "busy",
     /// The operation did not finish in time.
     Timeout = "timeout",
+    /// The service cannot answer now (its catalogue or storage does not respond); try
+    /// again later.
+    Unavailable = "unavailable",
     // Key services.
     /// No such KEK.
     UnknownKey = "unknown_key",
@@ -267,6 +270,8 @@ pub struct PerCode<T> {
     pub busy: T,
     /// [`ErrorCode::Timeout`].
     pub timeout: T,
+    /// [`ErrorCode::Unavailable`].
+    pub unavailable: T,
     /// [`ErrorCode::UnknownKey`].
     pub unknown_key: T,
     /// [`ErrorCode::KekInUse`].
@@ -321,6 +326,7 @@ impl<T> PerCode<T> {
             ErrorCode::ResourceLimit => &self.resource_limit,
             ErrorCode::Busy => &self.busy,
             ErrorCode::Timeout => &self.timeout,
+            ErrorCode::Unavailable => &self.unavailable,
             ErrorCode::UnknownKey => &self.unknown_key,
             ErrorCode::KekInUse => &self.kek_in_use,
             ErrorCode::KeyServiceUnavailable => &self.key_service_unavailable,

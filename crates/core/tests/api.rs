@@ -383,7 +383,7 @@ fn an_opener_keeps_reporting_its_first_error() {
 
 /// The contract every face relies on: these names, in this order (the WIT enum
 /// `error-code` lists them in the same order).
-const CODE_NAMES: [&str; 32] = [
+const CODE_NAMES: [&str; 33] = [
     "malformed_header",
     "unsupported_version",
     "unsupported_suite",
@@ -400,6 +400,7 @@ const CODE_NAMES: [&str; 32] = [
     "resource_limit",
     "busy",
     "timeout",
+    "unavailable",
     "unknown_key",
     "kek_in_use",
     "key_service_unavailable",

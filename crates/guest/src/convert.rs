@@ -35,6 +35,7 @@ const WIT_CODES: [ErrorCode; Code::ALL.len()] = [
     ErrorCode::ResourceLimit,
     ErrorCode::Busy,
     ErrorCode::Timeout,
+    ErrorCode::Unavailable,
     ErrorCode::UnknownKey,
     ErrorCode::KekInUse,
     ErrorCode::KeyServiceUnavailable,

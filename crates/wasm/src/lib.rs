@@ -109,6 +109,7 @@ export type TapesealErrorCode =
   | "RESOURCE_LIMIT"
   | "BUSY"
   | "TIMEOUT"
+  | "UNAVAILABLE"
   | "UNKNOWN_KEY"
   | "KEK_IN_USE"
   | "KEY_SERVICE_UNAVAILABLE"

@@ -31,6 +31,7 @@ const EXIT: PerCode<u8> = PerCode {
     resource_limit: 5,
     busy: 5,
     timeout: 5,
+    unavailable: 5,
     unknown_key: 4,
     kek_in_use: 3,
     key_service_unavailable: 5,

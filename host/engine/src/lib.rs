@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use tapeseal_core::Dek;
-use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
     ResourceLimiter, Store, Trap,
@@ -30,6 +30,12 @@ mod bindings {
     });
 }
 
+mod convert;
+mod streams;
+
+pub use convert::core_code;
+pub use streams::{ChunkOpener, StreamOpener, StreamSealer};
+
 pub use bindings::exports::tapeseal::core::envelope::{
     ByteRange, Error as GuestError, ErrorCode, HeaderInfo, Inspection, MediaKind, Recipient,
     RewrapMode, SealParams, Stanza, WrapAlgorithm,
@@ -39,51 +45,6 @@ use bindings::{Tapeseal, TapesealPre};
 /// The tapeseal-guest component, built for wasm32-wasip2 by build.rs.
 pub static GUEST_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tapeseal_guest.wasm"));
-
-impl From<WrapAlgorithm> for tapeseal_core::WrapAlgorithm {
-    fn from(w: WrapAlgorithm) -> Self {
-        match w {
-            WrapAlgorithm::RsaOaepSha256 => Self::RsaOaepSha256,
-            WrapAlgorithm::RsaOaepSha1 => Self::RsaOaepSha1,
-        }
-    }
-}
-
-impl From<MediaKind> for tapeseal_core::MediaKind {
-    fn from(k: MediaKind) -> Self {
-        match k {
-            MediaKind::Call => Self::Call,
-            MediaKind::Email => Self::Email,
-            MediaKind::Chat => Self::Chat,
-            MediaKind::Message => Self::Message,
-            MediaKind::Transcript => Self::Transcript,
-            MediaKind::Other => Self::Other,
-        }
-    }
-}
-
-impl MediaKind {
-    /// The kind's name, as the core spells it: `call`, `email`, ...
-    pub fn name(self) -> &'static str {
-        tapeseal_core::MediaKind::from(self).name()
-    }
-
-    /// Parses a kind name through the core's own list ([`tapeseal_core::MediaKind`]);
-    /// `None` for a name the core does not know or this WIT world cannot carry.
-    pub fn from_name(name: &str) -> Option<Self> {
-        let core = tapeseal_core::MediaKind::from_name(name)?;
-        [
-            Self::Call,
-            Self::Email,
-            Self::Chat,
-            Self::Message,
-            Self::Transcript,
-            Self::Other,
-        ]
-        .into_iter()
-        .find(|k| tapeseal_core::MediaKind::from(*k) == core)
-    }
-}
 
 /// What one store may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,47 +108,6 @@ impl From<GuestError> for HostError {
 }
 
 type Result<T, E = HostError> = std::result::Result<T, E>;
-
-/// The core's code for a WIT `error-code`: the engine's one mapping from the guest's
-/// face back to the list in `tapeseal-core` (docs/ERRORS.md). Exhaustive over the WIT
-/// enum, so a code added to the WIT world does not compile here until it is mapped.
-pub fn core_code(code: ErrorCode) -> tapeseal_core::ErrorCode {
-    use tapeseal_core::ErrorCode as Core;
-    match code {
-        ErrorCode::MalformedHeader => Core::MalformedHeader,
-        ErrorCode::UnsupportedVersion => Core::UnsupportedVersion,
-        ErrorCode::UnsupportedSuite => Core::UnsupportedSuite,
-        ErrorCode::IncompleteHeader => Core::IncompleteHeader,
-        ErrorCode::DecryptFailed => Core::DecryptFailed,
-        ErrorCode::InvalidKey => Core::InvalidKey,
-        ErrorCode::InvalidDek => Core::InvalidDek,
-        ErrorCode::InvalidParameter => Core::InvalidParameter,
-        ErrorCode::OutOfRange => Core::OutOfRange,
-        ErrorCode::FormatLimit => Core::FormatLimit,
-        ErrorCode::InvalidState => Core::InvalidState,
-        ErrorCode::WrapFailed => Core::WrapFailed,
-        ErrorCode::RandomUnavailable => Core::RandomUnavailable,
-        ErrorCode::ResourceLimit => Core::ResourceLimit,
-        ErrorCode::Busy => Core::Busy,
-        ErrorCode::Timeout => Core::Timeout,
-        ErrorCode::UnknownKey => Core::UnknownKey,
-        ErrorCode::KekInUse => Core::KekInUse,
-        ErrorCode::KeyServiceUnavailable => Core::KeyServiceUnavailable,
-        ErrorCode::KeyRefused => Core::KeyRefused,
-        ErrorCode::BadRequest => Core::BadRequest,
-        ErrorCode::Unauthorized => Core::Unauthorized,
-        ErrorCode::Forbidden => Core::Forbidden,
-        ErrorCode::NotFound => Core::NotFound,
-        ErrorCode::MethodNotAllowed => Core::MethodNotAllowed,
-        ErrorCode::PayloadTooLarge => Core::PayloadTooLarge,
-        ErrorCode::RangeNotSatisfiable => Core::RangeNotSatisfiable,
-        ErrorCode::Conflict => Core::Conflict,
-        ErrorCode::UnsupportedMediaType => Core::UnsupportedMediaType,
-        ErrorCode::UnreadableRecording => Core::UnreadableRecording,
-        ErrorCode::Io => Core::Io,
-        ErrorCode::Internal => Core::Internal,
-    }
-}
 
 /// The memory cap, as the error the limiter raises to stop a growing guest.
 #[derive(Debug)]
@@ -524,7 +444,7 @@ fn off_worker<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// One store and one instance.
-struct Session {
+pub(crate) struct Session {
     store: Store<State>,
     bindings: Tapeseal,
     limits: Limits,
@@ -532,7 +452,7 @@ struct Session {
 
 impl Session {
     /// Refuels for an input of `input_len` bytes and calls into the guest.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &mut self,
         input_len: usize,
         f: impl FnOnce(&Envelope, &mut Store<State>) -> wasmtime::Result<Result<T, GuestError>>,
@@ -551,137 +471,11 @@ impl Session {
     }
 
     /// Fuel consumed since the last refuel (for benchmarks and calibration).
-    fn fuel_used(&self, input_len: usize) -> u64 {
+    pub(crate) fn fuel_used(&self, input_len: usize) -> u64 {
         let budget = self
             .limits
             .fuel_base
             .saturating_add(self.limits.fuel_per_byte.saturating_mul(input_len as u64));
         budget.saturating_sub(self.store.get_fuel().unwrap_or(0))
-    }
-}
-
-/// A streaming seal running in the guest.
-pub struct StreamSealer {
-    session: Session,
-    handle: ResourceAny,
-    header: Vec<u8>,
-}
-
-impl std::fmt::Debug for StreamSealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamSealer").finish_non_exhaustive()
-    }
-}
-
-impl StreamSealer {
-    /// The envelope's header (also the start of what `push` returns first).
-    pub fn header(&self) -> &[u8] {
-        &self.header
-    }
-
-    /// Takes plaintext; returns the envelope bytes now final.
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        self.session
-            .call(data.len(), |b, st| b.sealer().call_push(st, handle, data))
-    }
-
-    /// Seals the final chunk; returns the rest of the envelope.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        self.session
-            .call(0, |b, st| b.sealer().call_finish(st, handle))
-    }
-
-    /// Fuel the last call used.
-    pub fn last_fuel_used(&self, input_len: usize) -> u64 {
-        self.session.fuel_used(input_len)
-    }
-}
-
-/// A streaming open running in the guest.
-pub struct StreamOpener {
-    session: Session,
-    handle: ResourceAny,
-}
-
-impl std::fmt::Debug for StreamOpener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamOpener").finish_non_exhaustive()
-    }
-}
-
-impl StreamOpener {
-    /// Takes envelope bytes; returns plaintext of chunks now authenticated.
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        self.session
-            .call(data.len(), |b, st| b.opener().call_push(st, handle, data))
-    }
-
-    /// Opens the final chunk; fails if the stream was truncated or padded.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        self.session
-            .call(0, |b, st| b.opener().call_finish(st, handle))
-    }
-
-    /// Fuel the last call used.
-    pub fn last_fuel_used(&self, input_len: usize) -> u64 {
-        self.session.fuel_used(input_len)
-    }
-}
-
-/// Random access to one envelope's chunks in the guest.
-pub struct ChunkOpener {
-    session: Session,
-    handle: ResourceAny,
-}
-
-impl std::fmt::Debug for ChunkOpener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkOpener").finish_non_exhaustive()
-    }
-}
-
-impl ChunkOpener {
-    /// Number of chunks.
-    pub fn chunk_count(&mut self) -> Result<u64> {
-        let handle = self.handle;
-        self.session.call(0, |b, st| {
-            b.chunk_opener().call_chunk_count(st, handle).map(Ok)
-        })
-    }
-
-    /// The plaintext length the envelope holds.
-    pub fn plaintext_len(&mut self) -> Result<u64> {
-        let handle = self.handle;
-        self.session.call(0, |b, st| {
-            b.chunk_opener().call_plaintext_len(st, handle).map(Ok)
-        })
-    }
-
-    /// The envelope byte range of chunk `index`.
-    pub fn chunk_range(&mut self, index: u64) -> Result<ByteRange> {
-        let handle = self.handle;
-        self.session.call(0, |b, st| {
-            b.chunk_opener().call_chunk_range(st, handle, index)
-        })
-    }
-
-    /// The envelope bytes needed for plaintext `[start, end)`.
-    pub fn byte_range(&mut self, start: u64, end: u64) -> Result<ByteRange> {
-        let handle = self.handle;
-        self.session.call(0, |b, st| {
-            b.chunk_opener().call_byte_range(st, handle, start, end)
-        })
-    }
-
-    /// Opens chunk `index` from its bytes.
-    pub fn open_chunk(&mut self, index: u64, chunk: &[u8]) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        self.session.call(chunk.len(), |b, st| {
-            b.chunk_opener().call_open_chunk(st, handle, index, chunk)
-        })
     }
 }

@@ -48,7 +48,7 @@ pub struct Health {
 pub async fn healthz(State(state): State<Shared>) -> ApiResult<Json<Health>> {
     let schema_version = state.catalogue.schema_version().map_err(|e| {
         tracing::error!(error = %e, "health check: catalogue unavailable");
-        ApiError::new(ErrorCode::Internal, "the catalogue is unavailable")
+        ApiError::new(ErrorCode::Unavailable, "the catalogue is unavailable")
     })?;
     Ok(Json(Health {
         status: "ok".into(),

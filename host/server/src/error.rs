@@ -37,6 +37,7 @@ const STATUS: PerCode<u16> = PerCode {
     resource_limit: 503,
     busy: 503,
     timeout: 504,
+    unavailable: 503,
     unknown_key: 404,
     kek_in_use: 409,
     key_service_unavailable: 503,

@@ -170,11 +170,32 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         400,
         "bad_request",
     );
-    let long = "c".repeat(201);
-    expect_error(
+    // What the envelope format cannot carry, the core refuses: 422, not 500.
+    let long = "c".repeat(1025);
+    let message = expect_error(
         api.upload(
             &acme.recorder,
             &format!("kind=call&conversation_id={long}"),
+            "audio/wav",
+            b"x".to_vec(),
+        ),
+        422,
+        "invalid_parameter",
+    );
+    assert!(
+        message.contains("longer than the format allows"),
+        "{message}"
+    );
+    let long_type = format!("audio/{}", "x".repeat(300));
+    expect_error(
+        api.upload(&acme.recorder, "kind=call", &long_type, b"x".to_vec()),
+        422,
+        "invalid_parameter",
+    );
+    expect_error(
+        api.upload(
+            &acme.recorder,
+            "kind=call&conversation_id=a%01b",
             "audio/wav",
             b"x".to_vec(),
         ),
