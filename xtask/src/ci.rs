@@ -20,6 +20,7 @@ const PLATFORM_CRATES: [&str; 7] = [
 ];
 
 pub(crate) fn run(root: &Path) -> Res<()> {
+    let started = std::time::Instant::now();
     install(root)?;
     step("format", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
     step("clippy", || {
@@ -97,13 +98,19 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         )
     })?;
 
-    println!("\nxtask ci: all checks passed");
+    println!(
+        "\nxtask ci: all checks passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 pub(crate) fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
     println!("\n==> {name}");
-    f().map_err(|e| format!("step '{name}' failed: {e}").into())
+    let started = std::time::Instant::now();
+    let result = f().map_err(|e| format!("step '{name}' failed: {e}").into());
+    println!("<== {name}: {:.0} s", started.elapsed().as_secs_f64());
+    result
 }
 
 /// Adds the wasm32 targets that are missing (the host's build needs wasm32-wasip2

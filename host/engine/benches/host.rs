@@ -128,7 +128,7 @@ fn guest_lifecycle(c: &mut Criterion) {
         )],
         b"x",
     )
-    .expect("seal")[..14];
+    .expect("seal")[..tapeseal_core::header::PREFIX_LEN];
     group.bench_function("instantiate_and_call", |b| {
         b.iter(|| runtime.header_length(black_box(prefix)).expect("call"))
     });

@@ -25,6 +25,7 @@ use tapeseal_engine::{Recipient, RewrapMode, WrapAlgorithm};
 use tapeseal_keys::{Purpose, UnwrapContext};
 use tapeseal_store::catalogue::AuditEvent;
 use tapeseal_store::catalogue::{Job, JobState, RecordingFilter, RecordingRecord, Role};
+use tapeseal_store::repo::Pinned;
 
 /// The job routes.
 pub fn routes() -> axum::Router<Shared> {
@@ -318,6 +319,12 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An envelope's payload bytes, in the version a move started from.
+struct Payload<'a> {
+    pinned: &'a Pinned,
+    range: std::ops::Range<u64>,
+}
+
 /// One recording moving from one KEK to another, in three durable steps so that at
 /// no point does the stored envelope open only with a KEK the catalogue lets go:
 /// 1. the envelope gains a stanza for the new KEK (both KEKs open it);
@@ -339,7 +346,10 @@ impl Move<'_> {
         let (state, record) = (self.state, self.record);
         let to = self.recipient.kek_id.as_str();
         let _permit = state.limits.wait_for(&record.org_id).await?;
-        let (header, size) = state.repo.read_header(&record.object_path).await?;
+        // The version read now is the one both copies below take the payload from.
+        let pinned = state.repo.pin(&record.object_path).await?;
+        let header = pinned.read_header().await?;
+        let size = pinned.size();
         let info = state.runtime.inspect(&header)?;
         anyhow::ensure!(
             info.header.org_id == record.org_id && info.header.recording_id == record.id,
@@ -356,6 +366,11 @@ impl Move<'_> {
             recording_id: &record.id,
         };
         let (dek, _) = unwrap_dek(state, &context, &info.header).await?;
+        // The payload of the pinned version, which every version shares.
+        let payload = Payload {
+            pinned: &pinned,
+            range: header.len() as u64..size,
+        };
         let (header, size) = if has(to) {
             (header, size)
         } else {
@@ -365,7 +380,7 @@ impl Move<'_> {
                 std::slice::from_ref(self.recipient),
                 RewrapMode::Add,
             )?;
-            let size = self.replace_header(&header, added.clone(), size).await?;
+            let size = self.replace_header(added.clone(), &payload).await?;
             (added, size)
         };
         tapeseal_store::crash_point!("rewrap.after_add");
@@ -380,7 +395,7 @@ impl Move<'_> {
             RewrapMode::Replace,
         )?;
         drop(dek);
-        let stored = self.replace_header(&header, only_new, size).await?;
+        let stored = self.replace_header(only_new, &payload).await?;
         if stored != size {
             self.repoint(stored)?;
         }
@@ -411,16 +426,14 @@ impl Move<'_> {
     /// copied unchanged. Durable once it returns. Returns the new stored size.
     async fn replace_header(
         &self,
-        old_header: &[u8],
         new_header: Vec<u8>,
-        size: u64,
+        payload: &Payload<'_>,
     ) -> anyhow::Result<u64> {
         let (repo, path) = (&self.state.repo, &self.record.object_path);
-        let header_len = old_header.len() as u64;
         let mut writer = repo.writer(path).await?;
         let copied = async {
             writer.put(Bytes::from(new_header)).await?;
-            let mut payload = repo.stream(path, Some(header_len..size)).await?;
+            let mut payload = payload.pinned.stream(payload.range.clone());
             while let Some(bytes) = payload.next().await {
                 writer.put(bytes?).await?;
             }

@@ -17,6 +17,7 @@ use tapeseal_core::Dek;
 use tapeseal_engine::HeaderInfo;
 use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::{AuditEvent, RecordingRecord, Role};
+use tapeseal_store::repo::{Pinned, ReadError};
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
@@ -37,8 +38,8 @@ struct Decrypting {
     org_id: String,
     header: Vec<u8>,
     dek: Dek,
-    size: u64,
-    path: String,
+    /// The version of the envelope the header came from.
+    pinned: Pinned,
     next: u64,
     last: u64,
     range: Range<u64>,
@@ -57,7 +58,7 @@ impl Decrypting {
         }
         .map_err(BatchError::Busy)?;
         let runtime = &self.state.runtime;
-        let mut opener = runtime.chunk_opener(&self.header, &self.dek, self.size)?;
+        let mut opener = runtime.chunk_opener(&self.header, &self.dek, self.pinned.size())?;
         // The envelope ranges of the chunks this batch reads, asked of the guest once.
         let mut chunks = vec![opener.chunk_range(self.next)?];
         let start = chunks[0].start;
@@ -71,12 +72,7 @@ impl Decrypting {
             end_chunk += 1;
         }
         let end = chunks[chunks.len() - 1].end;
-        let ciphertext = self.state.repo.read(&self.path, start..end).await?;
-        if ciphertext.len() as u64 != end - start {
-            return Err(BatchError::Other(anyhow::anyhow!(
-                "the stored envelope is shorter than its catalogue entry"
-            )));
-        }
+        let ciphertext = self.pinned.read(start..end).await?;
         let mut out = Vec::new();
         for (index, r) in (self.next..=end_chunk).zip(&chunks) {
             let from = usize::try_from(r.start - start).map_err(anyhow::Error::from)?;
@@ -107,7 +103,7 @@ enum BatchError {
     Guest(#[from] tapeseal_engine::HostError),
     /// Reading the repository failed.
     #[error(transparent)]
-    Store(#[from] object_store::Error),
+    Store(#[from] ReadError),
     /// Anything else.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -154,11 +150,15 @@ pub async fn content(
     let unreadable = |e: &dyn std::fmt::Display| ApiError::unreadable(&record.id, e);
     // Guest work starts here: a place under the limits first, or a prompt 503.
     let permit = state.limits.admit(auth.org()).await?;
-    let (header, size) = state
+    // One version of the envelope for the whole read: a rewrap replacing it meanwhile
+    // does not mix its header with this one's chunks.
+    let pinned = state
         .repo
-        .read_header(&record.object_path)
+        .pin(&record.object_path)
         .await
         .map_err(|e| unreadable(&e))?;
+    let header = pinned.read_header().await.map_err(|e| unreadable(&e))?;
+    let size = pinned.size();
     let info = state.runtime.inspect(&header).map_err(|e| match e {
         tapeseal_engine::HostError::Guest { .. } => unreadable(&e),
         other => ApiError::from(other),
@@ -215,8 +215,7 @@ pub async fn content(
         org_id: auth.org().to_string(),
         header,
         dek,
-        size,
-        path: record.object_path.clone(),
+        pinned,
         next: *chunks.start(),
         last: *chunks.end(),
         range: wanted.clone(),
@@ -304,7 +303,12 @@ async fn stored_object(
     method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let len = state.repo.size(&record.object_path).await?;
+    let pinned = state
+        .repo
+        .pin(&record.object_path)
+        .await
+        .map_err(|e| ApiError::unreadable(&record.id, &e))?;
+    let len = pinned.size();
     let range = match requested(headers, len) {
         Ok(range) => range,
         Err(refusal) => return Ok(refusal),
@@ -321,10 +325,9 @@ async fn stored_object(
             bytes: len,
         },
     )?;
-    let stream = state
-        .repo
-        .stream(&record.object_path, range.clone())
-        .await?;
+    let stream = pinned
+        .stream(range.clone().unwrap_or(0..len))
+        .map(|piece| piece.map_err(std::io::Error::other));
     ranged_response(ENVELOPE_TYPE, range, len, Body::from_stream(stream))
 }
 

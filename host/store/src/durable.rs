@@ -51,8 +51,12 @@ fn private_mode() -> fs::Permissions {
     fs::Permissions::from_mode(0o600)
 }
 
-/// Creates a directory (and its parents) that only its owner can enter.
+/// Creates a directory (and its parents) that only its owner can enter; a new
+/// directory's name is fsynced into its parent.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -60,7 +64,8 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir)
+    builder.create(dir)?;
+    sync_dir(parent(dir))
 }
 
 /// Moves a complete, fsynced temporary file onto `to` (replacing what is there) and

@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod datadir;
 pub mod durable;
 pub mod ids;
+pub mod pinned;
 pub mod repo;
 pub mod schedule;
 pub mod time;

@@ -19,6 +19,7 @@ use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 use crate::durable;
+pub use crate::pinned::{Pinned, ReadError};
 
 /// Bytes buffered before a remote write becomes a multipart upload (S3 needs 5 MiB
 /// parts).
@@ -33,20 +34,6 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     /// The directory, for a local repository.
     local: Option<PathBuf>,
-}
-
-/// Why a stored envelope's header could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum HeaderError {
-    /// The store failed (missing object, I/O).
-    #[error(transparent)]
-    Store(#[from] object_store::Error),
-    /// The object does not start with a well-formed envelope header.
-    #[error("not an envelope header: {0}")]
-    Malformed(#[from] tapeseal_core::Error),
-    /// The object is shorter than the header it declares.
-    #[error("the envelope is shorter than its header")]
-    Truncated,
 }
 
 /// A write in progress. Nothing is visible at its path until [`ObjectWriter::commit`];
@@ -266,23 +253,17 @@ impl Repository {
             .into_stream())
     }
 
+    /// Holds one version of the object at `path` for a whole read (see [`Pinned`]).
+    pub async fn pin(&self, path: &str) -> Result<Pinned, ReadError> {
+        match &self.local {
+            Some(root) => Pinned::local(root.join(path)).await,
+            None => Pinned::remote(self.store.clone(), path).await,
+        }
+    }
+
     /// Removes an object.
     pub async fn delete(&self, path: &str) -> object_store::Result<()> {
         self.store.delete(&ObjectPath::from(path)).await
-    }
-
-    /// Reads an envelope's header: its prefix says how long it is. Returns the
-    /// header and the object's size.
-    pub async fn read_header(&self, path: &str) -> Result<(Vec<u8>, u64), HeaderError> {
-        let size = self.size(path).await?;
-        let prefix_len = tapeseal_core::header::PREFIX_LEN as u64;
-        let prefix = self.read(path, 0..size.min(prefix_len)).await?;
-        let header_len = tapeseal_core::header::header_len(&prefix)? as u64;
-        if header_len > size {
-            return Err(HeaderError::Truncated);
-        }
-        let header = self.read(path, 0..header_len).await?;
-        Ok((header.to_vec(), size))
     }
 }
 

@@ -202,3 +202,75 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
         .expect("page");
     assert_eq!(after.len(), 2);
 }
+
+#[test]
+fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
+    use tapeseal_store::catalogue::{JobState, KekRecord, KekUsers};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
+    let org = catalogue.create_org("Acme", "test").expect("org");
+    for id in ["kek-old", "kek-new"] {
+        let kek = KekRecord {
+            id: id.into(),
+            org_id: org.id.clone(),
+            public_spki: vec![1, 2, 3],
+            sealed_private: None,
+            state: "active".into(),
+            created_at: 0,
+        };
+        let event = AuditEvent::KekCreate {
+            kek_id: id,
+            detail: "test",
+        };
+        catalogue.insert_kek(&kek, "test", &event).expect("kek");
+    }
+    let params = serde_json::json!({"from_kek_id": "kek-old", "to_kek_id": "kek-new"});
+    let event = AuditEvent::RewrapJobCreate {
+        from_kek_id: "kek-old",
+        to_kek_id: "kek-new",
+        total: 0,
+    };
+    let job = catalogue
+        .create_job(
+            &org.id,
+            "rewrap",
+            &params,
+            &serde_json::json!({}),
+            "test",
+            &event,
+        )
+        .expect("job");
+    let users = KekUsers {
+        recordings: 0,
+        jobs: 1,
+    };
+    for id in ["kek-old", "kek-new"] {
+        assert_eq!(
+            catalogue.delete_kek(&org.id, id, "test").expect("check"),
+            Err(users),
+            "{id} is named by a queued job"
+        );
+    }
+    catalogue
+        .update_job(&org.id, &job.id, JobState::Running, &serde_json::json!({}))
+        .expect("running");
+    assert_eq!(
+        catalogue
+            .delete_kek(&org.id, "kek-new", "test")
+            .expect("check"),
+        Err(users)
+    );
+    catalogue
+        .update_job(&org.id, &job.id, JobState::Done, &serde_json::json!({}))
+        .expect("done");
+    assert_eq!(
+        catalogue
+            .delete_kek(&org.id, "kek-old", "test")
+            .expect("delete"),
+        Ok(())
+    );
+    assert!(matches!(
+        catalogue.delete_kek(&org.id, "kek-old", "test"),
+        Err(CatalogueError::NoSuchKek)
+    ));
+}

@@ -338,3 +338,40 @@ fn the_running_scheduler_rotates_a_kek_that_falls_due() {
         body
     );
 }
+
+#[test]
+fn recordings_play_while_a_rewrap_job_rewrites_them() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(&data, "");
+    let api = server.api();
+    // Several batches each, so a read spans more than one request to the repository.
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| noise(2_500_000 + i * 1000, 300 + i as u64))
+        .collect();
+    let ids = ingest_all(&api, &acme.recorder, "call", &bodies);
+    let old = current_kek(&api, &acme.admin);
+    expect_json(api.post_json(&acme.admin, "/v1/keks", &json!({})), 201);
+    let job = expect_json(
+        api.post_json(&acme.admin, "/v1/jobs/rewrap", &json!({"from_kek_id": old})),
+        202,
+    );
+    let job_id = job["id"].as_str().expect("id").to_string();
+    // Play everything, over and over, while the job adds a stanza to each envelope
+    // (a longer header), re-points it, and drops the old stanza.
+    let mut rounds = 0;
+    loop {
+        for (id, body) in ids.iter().zip(&bodies) {
+            assert_eq!(&api.content(&acme.player, id), body, "{id} during the job");
+        }
+        rounds += 1;
+        let job = expect_json(api.get(&acme.admin, &format!("/v1/jobs/{job_id}")), 200);
+        if job["state"] == "done" {
+            assert_eq!(job["progress"]["done"], 6, "{job}");
+            break;
+        }
+        assert!(rounds < 500, "the job did not finish: {job}");
+    }
+    for (id, body) in ids.iter().zip(&bodies) {
+        assert_eq!(&api.content(&acme.player, id), body, "{id} after the job");
+    }
+}

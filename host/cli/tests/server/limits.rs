@@ -148,3 +148,42 @@ fn slow_downloads_of_one_organisation_do_not_stop_another_or_healthz() {
         "a resource limit was reported as a damaged recording"
     );
 }
+
+#[test]
+fn slow_clients_are_cut_off_and_leave_nothing() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(
+        &data,
+        "[limits]\nheader_read_timeout_secs = 1\nbody_idle_timeout_secs = 1",
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+
+    // Headers that never finish: the server closes the connection.
+    let mut socket = TcpStream::connect(&addr).expect("connect");
+    write!(socket, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").expect("part of the headers");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = socket.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "a client that never finishes its headers is dropped (after {waited:?})"
+    );
+
+    // An upload that stalls: 504 `timeout`, and nothing stored.
+    let mut upload = crate::support::partial_upload(&server.url, &acme.recorder, 100_000, 10_000);
+    upload
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = upload.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+    let api = server.api();
+    let listed = expect_json(api.get(&acme.admin, "/v1/recordings"), 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "nothing stored");
+}

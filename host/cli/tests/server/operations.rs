@@ -377,3 +377,124 @@ fn concurrent_uploads_and_playbacks_do_not_mix() {
     let listed = expect_json(api.get(&acme.player, "/v1/recordings"), 200);
     assert_eq!(listed.as_array().expect("list").len(), bodies.len());
 }
+
+#[test]
+fn metrics_can_require_a_token() {
+    let (_dir, data, _acme) = fixture();
+    let server = Server::start_with(
+        &data,
+        "metrics_token_env = \"TAPESEAL_TEST_METRICS\"",
+        &[("TAPESEAL_TEST_METRICS", "scrape-secret")],
+    );
+    let api = server.api();
+    expect_error(
+        reqwest::blocking::get(api.url("/metrics")).expect("GET"),
+        401,
+        "unauthorized",
+    );
+    expect_error(api.get("wrong", "/metrics"), 401, "unauthorized");
+    let metrics = api.get("scrape-secret", "/metrics");
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(
+        metrics
+            .text()
+            .expect("text")
+            .contains("tapeseal_seals_total")
+    );
+    // The health check stays open.
+    assert_eq!(
+        reqwest::blocking::get(api.url("/healthz"))
+            .expect("GET")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(
+        !server.log().contains("scrape-secret"),
+        "the token is not logged"
+    );
+}
+
+#[test]
+fn active_content_is_served_as_a_download_never_as_its_own_type() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(&data, "");
+    let api = server.api();
+    let page = b"<html><script>alert(document.cookie)</script></html>";
+    for content_type in [
+        "text/html; charset=utf-8",
+        "image/svg+xml",
+        "application/xml",
+    ] {
+        let meta = api.ingest(&acme.recorder, "other", content_type, page);
+        let id = meta["id"].as_str().expect("id");
+        assert_eq!(meta["content_type"], content_type, "the catalogue keeps it");
+        let response = api.get(&acme.player, &format!("/v1/recordings/{id}/content"));
+        assert_eq!(response.status().as_u16(), 200);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(
+            header("content-type"),
+            "application/octet-stream",
+            "{content_type}"
+        );
+        assert_eq!(
+            header("content-disposition"),
+            "attachment",
+            "{content_type}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(&response.bytes().expect("body")[..], page);
+    }
+    // Ordinary media keeps its type and plays inline.
+    let meta = api.ingest(&acme.recorder, "call", "audio/wav", &noise(500, 3));
+    let id = meta["id"].as_str().expect("id");
+    let response = api.get(&acme.player, &format!("/v1/recordings/{id}/content"));
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    assert!(response.headers().get("content-disposition").is_none());
+}
+
+#[test]
+fn a_missing_master_key_stops_the_server_instead_of_replacing_it() {
+    let (_dir, data, acme) = fixture();
+    let server = Server::start(&data, "");
+    let body = noise(2_000, 9);
+    let id = server
+        .api()
+        .ingest(&acme.recorder, "email", "message/rfc822", &body)["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    server.terminate();
+    let key = data.join("master.key");
+    let saved = std::fs::read(&key).expect("master key");
+    std::fs::remove_file(&key).expect("remove");
+
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("TAPESEAL_CACHE_DIR", "")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the server started without its master key"
+    );
+    assert!(
+        stderr.contains("master key file") && stderr.contains("missing"),
+        "{stderr}"
+    );
+    assert!(!key.exists(), "no new master key was made");
+
+    // Put back, everything opens again.
+    std::fs::write(&key, saved).expect("restore");
+    let server = Server::start(&data, "");
+    assert_eq!(server.api().content(&acme.player, &id), body);
+}
