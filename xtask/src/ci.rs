@@ -19,6 +19,12 @@ const PLATFORM_CRATES: [&str; 7] = [
     "libc",
 ];
 
+/// How every step that builds the workspace's tests builds them, so that they share
+/// one build: the failpoints are compiled in (inert unless `FAILPOINTS` is set), for
+/// the crash-safety tests.
+pub(crate) const TEST_BUILD: [&str; 4] =
+    ["test", "--workspace", "--features", "tapeseal/failpoints"];
+
 pub(crate) fn run(root: &Path) -> Res<()> {
     let started = std::time::Instant::now();
     install(root)?;
@@ -69,7 +75,9 @@ pub(crate) fn run(root: &Path) -> Res<()> {
             ],
         )
     })?;
-    step("tests", || cargo(root, &["test", "--workspace"]))?;
+    step("tests, the failpoint crash matrix among them", || {
+        cargo(root, &TEST_BUILD)
+    })?;
     for target in WASM_TARGETS {
         step(&format!("core for {target}"), || {
             cargo(root, &["build", "-p", "tapeseal-core", "--target", target])?;
@@ -81,23 +89,6 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         crate::demo::run(root, true, crate::demo::Binary::FromTests)
     })?;
     crate::npm::test(root)?;
-    // Last: it builds the binary with failpoints compiled in, over the one the steps
-    // above share.
-    step("crash safety: the failpoint matrix", || {
-        cargo(
-            root,
-            &[
-                "test",
-                "--workspace",
-                "--features",
-                "tapeseal/failpoints",
-                "--test",
-                "server",
-                "crash::",
-            ],
-        )
-    })?;
-
     println!(
         "\nxtask ci: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()

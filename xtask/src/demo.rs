@@ -30,7 +30,9 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         crate::ci::install_targets(root)?;
         match binary {
             Binary::Build => crate::ci::cargo(root, &["build", "-p", "tapeseal"]),
-            Binary::FromTests => crate::ci::cargo(root, &["test", "--workspace", "--no-run"]),
+            Binary::FromTests => {
+                crate::ci::cargo(root, &[&crate::ci::TEST_BUILD[..], &["--no-run"]].concat())
+            }
         }
     })?;
     let bin = root.join("target/debug/tapeseal");

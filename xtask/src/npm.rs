@@ -23,33 +23,58 @@ fn harness_dir(root: &Path) -> PathBuf {
 /// Installs what the JS side needs: wasm-bindgen-cli at the pinned version, Node and
 /// npm, Chromium and its driver, and the harness's locked npm packages.
 pub(crate) fn install(root: &Path) -> Res<()> {
+    // Debian's packages download and unpack while cargo compiles the CLI.
+    std::thread::scope(|scope| {
+        let debian = scope.spawn(|| install_debian_packages(root).map_err(|e| e.to_string()));
+        let cli = install_wasm_bindgen(root);
+        let debian = debian
+            .join()
+            .map_err(|_| "the Debian install panicked".to_string())?;
+        cli.map_err(|e| e.to_string())?;
+        debian
+    })?;
+    run_in(
+        &harness_dir(root),
+        "npm",
+        &["ci", "--no-audit", "--no-fund"],
+        &[],
+    )
+}
+
+/// wasm-bindgen-cli at the pinned version, unless it is on PATH already.
+fn install_wasm_bindgen(root: &Path) -> Res<()> {
     let current = Command::new("wasm-bindgen").arg("--version").output().ok();
     let have = current
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if have.as_deref() != Some(&format!("wasm-bindgen {WASM_BINDGEN_VERSION}")) {
-        // Only the two programs the checks run, optimised lightly: they process one
-        // small module, and a full release build of them is minutes of CI.
-        cargo_env(
-            root,
-            &[
-                "install",
-                "wasm-bindgen-cli",
-                "--version",
-                &format!("={WASM_BINDGEN_VERSION}"),
-                "--bin",
-                "wasm-bindgen",
-                "--bin",
-                "wasm-bindgen-test-runner",
-            ],
-            &[
-                ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
-                ("CARGO_PROFILE_RELEASE_LTO", "false"),
-                ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
-                ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
-            ],
-        )?;
+    if have.as_deref() == Some(&format!("wasm-bindgen {WASM_BINDGEN_VERSION}")) {
+        return Ok(());
     }
+    // Only the two programs the checks run, optimised lightly: they process one
+    // small module, and a full release build of them is minutes of CI.
+    cargo_env(
+        root,
+        &[
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &format!("={WASM_BINDGEN_VERSION}"),
+            "--bin",
+            "wasm-bindgen",
+            "--bin",
+            "wasm-bindgen-test-runner",
+        ],
+        &[
+            ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+            ("CARGO_PROFILE_RELEASE_LTO", "false"),
+            ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+            ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+        ],
+    )
+}
+
+/// Node, npm, Chromium and its driver from Debian, where missing.
+fn install_debian_packages(root: &Path) -> Res<()> {
     let missing: Vec<&str> = [
         ("node", "nodejs"),
         ("npm", "npm"),
@@ -71,12 +96,7 @@ pub(crate) fn install(root: &Path) -> Res<()> {
             &[("DEBIAN_FRONTEND", "noninteractive")],
         )?;
     }
-    run_in(
-        &harness_dir(root),
-        "npm",
-        &["ci", "--no-audit", "--no-fund"],
-        &[],
-    )
+    Ok(())
 }
 
 fn on_path(bin: &str) -> bool {
@@ -193,7 +213,10 @@ pub(crate) fn test(root: &Path) -> Res<()> {
         "the host binary, for envelopes crossing from and to Node",
         // The binary the workspace tests build: `cargo build -p` alone would resolve
         // features differently and rebuild wasmtime.
-        || cargo_env(root, &["test", "--workspace", "--no-run"], &[]),
+        || {
+            let args = [&crate::ci::TEST_BUILD[..], &["--no-run"]].concat();
+            cargo_env(root, &args, &[])
+        },
     )?;
     step("the packed tarball in a fresh Node project", || {
         consumer(root, &tarball)
