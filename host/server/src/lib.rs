@@ -58,21 +58,22 @@ pub struct AppState {
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
     /// The operator token, if one is configured.
-    pub operator_token: Option<OperatorToken>,
+    pub operator_token: Option<SecretToken>,
     /// The token `/metrics` requires, if one is configured.
-    pub metrics_token: Option<OperatorToken>,
+    pub metrics_token: Option<SecretToken>,
     /// Admission control for guest work.
     pub limits: limits::Limiter,
     /// Wakes the job worker.
     pub jobs: jobs::JobQueue,
 }
 
-/// The operator token's secret; prints as `[redacted]`.
-pub struct OperatorToken(pub Zeroizing<String>);
+/// A configured bearer secret (the operator or the metrics token); prints as
+/// `[redacted]`.
+pub struct SecretToken(pub Zeroizing<String>);
 
-impl std::fmt::Debug for OperatorToken {
+impl std::fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OperatorToken([redacted])")
+        f.write_str("SecretToken([redacted])")
     }
 }
 
@@ -113,9 +114,9 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
     };
     let storage_key = StorageKey::load_or_create(&storage_key_path, &master)?;
     let keys: Arc<dyn KeyService> = Arc::new(ManagedKeys::new(catalogue.clone(), Arc::new(master)));
-    let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<OperatorToken>> {
+    let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<SecretToken>> {
         match var {
-            Some(var) => Ok(Some(OperatorToken(Zeroizing::new(
+            Some(var) => Ok(Some(SecretToken(Zeroizing::new(
                 std::env::var(var)
                     .map_err(|_| anyhow::anyhow!("the {what} variable {var} is not set"))?,
             )))),
