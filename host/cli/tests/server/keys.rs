@@ -239,6 +239,18 @@ fn a_kek_in_use_cannot_be_deleted_until_a_rewrap_job_moves_its_recordings() {
     }
 }
 
+/// Changes key now, then starts a job that moves every recording off the old KEK.
+/// Returns the old KEK and the job.
+fn rotate_and_rewrap(api: &crate::support::Api, admin: &str) -> (String, String) {
+    let old = current_kek(api, admin);
+    expect_json(api.post_json(admin, "/v1/keks", &json!({})), 201);
+    let job = expect_json(
+        api.post_json(admin, "/v1/jobs/rewrap", &json!({"from_kek_id": old})),
+        202,
+    );
+    (old, job["id"].as_str().expect("id").to_string())
+}
+
 #[test]
 fn a_rewrap_job_interrupted_by_a_crash_resumes_and_loses_nothing() {
     let (_dir, data, acme) = fixture();
@@ -249,13 +261,7 @@ fn a_rewrap_job_interrupted_by_a_crash_resumes_and_loses_nothing() {
         .map(|i| noise(3_000 + i * 100, i as u64 + 100))
         .collect();
     let ids = ingest_all(&api, &acme.recorder, "transcript", &bodies);
-    let old = current_kek(&api, &acme.admin);
-    expect_json(api.post_json(&acme.admin, "/v1/keks", &json!({})), 201);
-    let job = expect_json(
-        api.post_json(&acme.admin, "/v1/jobs/rewrap", &json!({"from_kek_id": old})),
-        202,
-    );
-    let job_id = job["id"].as_str().expect("id").to_string();
+    let (old, job_id) = rotate_and_rewrap(&api, &acme.admin);
 
     // Crash once some, but not all, recordings have moved.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -349,13 +355,7 @@ fn recordings_play_while_a_rewrap_job_rewrites_them() {
         .map(|i| noise(2_500_000 + i * 1000, 300 + i as u64))
         .collect();
     let ids = ingest_all(&api, &acme.recorder, "call", &bodies);
-    let old = current_kek(&api, &acme.admin);
-    expect_json(api.post_json(&acme.admin, "/v1/keks", &json!({})), 201);
-    let job = expect_json(
-        api.post_json(&acme.admin, "/v1/jobs/rewrap", &json!({"from_kek_id": old})),
-        202,
-    );
-    let job_id = job["id"].as_str().expect("id").to_string();
+    let (_, job_id) = rotate_and_rewrap(&api, &acme.admin);
     // Play everything, over and over, while the job adds a stanza to each envelope
     // (a longer header), re-points it, and drops the old stanza.
     let mut rounds = 0;
