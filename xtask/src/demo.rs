@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the recording server on 127.0.0.1 with its embedded defaults,
-//! a demo organisation with one token per role, and sample recordings (a WAV call,
-//! an email, a chat transcript) ingested over HTTP and played back. It prints what
+//! the reference Local Key Manager beside it, two demo organisations with one token
+//! per role (`demo` with managed keys, `demo-lkm` with its KEK in the LKM), and sample
+//! recordings (a WAV call, an email, a chat transcript) ingested over HTTP and played
+//! back for each. It prints what
 //! to curl, then serves until Ctrl-C. `--check` stops after the playback check (CI
 //! runs it, so the README's run command is proven on every change).
 
@@ -48,95 +50,43 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         &bin,
         &["samples", "--out", samples_dir.to_str().ok_or("path")?],
     )?;
-    capture(&bin, &["org", "create", "--data", data_arg, "demo"])?;
-    let mut tokens = Vec::new();
-    for role in ["admin", "recorder", "player"] {
-        let secret = capture(
-            &bin,
-            &[
-                "token", "create", "--data", data_arg, "--org", "demo", "--role", role, "--label",
-                "demo",
-            ],
-        )?;
-        tokens.push((role, secret.trim().to_string()));
-    }
-    let token = |role: &str| {
-        tokens
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, t)| t.clone())
-            .unwrap_or_default()
-    };
+    let managed = DemoOrg::create(&bin, data_arg, "demo", "")?;
+    let lkm_org = DemoOrg::create(&bin, data_arg, "demo-lkm", "LKM_")?;
     let env_file = dir.join("tokens.env");
-    write_private(
-        &env_file,
-        &tokens
-            .iter()
-            .map(|(role, t)| format!("export TAPESEAL_{}={t}\n", role.to_uppercase()))
-            .collect::<String>(),
-    )?;
+    write_private(&env_file, &(managed.env_lines() + &lkm_org.env_lines()))?;
 
-    let server = Server::start(&bin, &data, PREFERRED)
-        .or_else(|_| Server::start(&bin, &data, "127.0.0.1:0"))?;
+    let lkm_keys = LkmKeys::prepare(&bin, &dir)?;
+    let lkm = Service::start(&bin, &lkm_keys.serve_args(PREFERRED_LKM), true)
+        .or_else(|_| Service::start(&bin, &lkm_keys.serve_args("127.0.0.1:0"), true))?;
+    let server = Service::start(&bin, &serve_args(&data, PREFERRED), false)
+        .or_else(|_| Service::start(&bin, &serve_args(&data, "127.0.0.1:0"), false))?;
     let url = server.url.clone();
     let addr = url.trim_start_matches("http://").to_string();
     println!(
         "\ntapeseal demo: the server is listening on {url} (data in {})",
         data.display()
     );
-
     println!(
-        "\n{:<10} {:<6} {:>8}  {:<38} played back",
-        "sample", "kind", "bytes", "recording id"
+        "the reference LKM is listening on {} (data in {}; certificate SHA-256 {})",
+        lkm.url,
+        lkm_keys.data.display(),
+        lkm.fingerprint
     );
-    let mut first_id = String::new();
-    for line in listing.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(file), Some(kind), Some(content_type)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let body = fs::read(samples_dir.join(file))?;
-        let (status, reply) = http(
-            &addr,
-            "POST",
-            &format!("/v1/recordings?kind={kind}&conversation_id=demo-conversation-1"),
-            &token("recorder"),
-            &[("Content-Type", content_type)],
-            &body,
-        )?;
-        if status != 201 {
-            return Err(format!(
-                "ingest of {file} failed: {status} {}",
-                String::from_utf8_lossy(&reply)
-            )
-            .into());
-        }
-        let meta: serde_json::Value = serde_json::from_slice(&reply)?;
-        let id = meta["id"].as_str().ok_or("no recording id")?.to_string();
-        let (status, played) = http(
-            &addr,
-            "GET",
-            &format!("/v1/recordings/{id}/content"),
-            &token("player"),
-            &[],
-            &[],
-        )?;
-        let same = status == 200 && played == body;
-        if !same {
-            return Err(format!("{file}: playback returned {status} and different bytes").into());
-        }
-        println!("{file:<10} {kind:<6} {:>8}  {id:<38} identical", body.len());
-        if first_id.is_empty() {
-            first_id = id;
-        }
-    }
+    lkm_keys.connect(&addr, &lkm_org.admin, &lkm)?;
+    println!(
+        "organisation demo-lkm keeps its KEK in that LKM: key pair {} (imported from a PEM file), \
+         Hawk id {}",
+        lkm_keys.keypair_id, lkm_keys.hawk_id
+    );
+
+    let samples = read_samples(&listing, &samples_dir)?;
+    let first_id = play_samples(&addr, &managed, &samples)?;
+    play_samples(&addr, &lkm_org, &samples)?;
     let (status, part) = http(
         &addr,
         "GET",
         &format!("/v1/recordings/{first_id}/content"),
-        &token("player"),
+        &managed.player,
         &[("Range", "bytes=44-1043")],
         &[],
     )?;
@@ -148,6 +98,7 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
     let e = env_file.display();
     let auth = |role: &str| format!("-H \"Authorization: Bearer $TAPESEAL_{role}\"");
     let (admin, recorder, player) = (auth("ADMIN"), auth("RECORDER"), auth("PLAYER"));
+    let (lkm_admin, lkm_player) = (auth("LKM_ADMIN"), auth("LKM_PLAYER"));
     let commands = [
         format!("source {e}"),
         format!("curl -s {player} {url}/v1/recordings | python3 -m json.tool"),
@@ -160,6 +111,13 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         ),
         format!("curl -s {admin} {url}/v1/keks | python3 -m json.tool"),
         format!("curl -s {admin} '{url}/v1/audit?action=recording.decrypt' | python3 -m json.tool"),
+        format!("curl -s {lkm_admin} {url}/v1/lkm | python3 -m json.tool"),
+        format!("curl -s {lkm_player} {url}/v1/recordings | python3 -m json.tool"),
+        format!(
+            "curl -sk -H \"Authorization: Bearer $(cat {})\" {}/key-management/v1/request-log | python3 -m json.tool",
+            lkm_keys.admin_token_file().display(),
+            lkm.url
+        ),
         format!("curl -s {url}/metrics | grep ^tapeseal_"),
         format!("curl -s {url}/openapi.json | head"),
     ];
@@ -167,14 +125,274 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
     for command in commands {
         println!("  {command}");
     }
-    println!("Rotation, rewrap and the deletion guard, step by step: docs/API.md.");
+    println!(
+        "Rotation, rewrap and the deletion guard, step by step: docs/API.md; the LKM: docs/LKM.md."
+    );
     if check {
         server.stop()?;
-        println!("\ndemo check passed; the server stopped cleanly");
+        lkm.stop()?;
+        println!("\ndemo check passed; the server and the LKM stopped cleanly");
         return Ok(());
     }
     println!("\nServing until Ctrl-C.");
     server.wait()
+}
+
+/// The address the demo asks for the reference LKM; when taken, any free port.
+const PREFERRED_LKM: &str = "127.0.0.1:8760";
+
+fn serve_args(data: &Path, listen: &str) -> Vec<String> {
+    vec![
+        "serve".into(),
+        "--data".into(),
+        data.display().to_string(),
+        "--listen".into(),
+        listen.into(),
+    ]
+}
+
+/// A demo organisation with one token per role.
+struct DemoOrg {
+    prefix: &'static str,
+    admin: String,
+    recorder: String,
+    player: String,
+}
+
+impl DemoOrg {
+    fn create(bin: &Path, data: &str, name: &str, prefix: &'static str) -> Res<Self> {
+        capture(bin, &["org", "create", "--data", data, name])?;
+        let token = |role: &str| -> Res<String> {
+            let secret = capture(
+                bin,
+                &[
+                    "token", "create", "--data", data, "--org", name, "--role", role, "--label",
+                    "demo",
+                ],
+            )?;
+            Ok(secret.trim().to_string())
+        };
+        Ok(Self {
+            prefix,
+            admin: token("admin")?,
+            recorder: token("recorder")?,
+            player: token("player")?,
+        })
+    }
+
+    /// `export TAPESEAL_<PREFIX>ADMIN=…` lines.
+    fn env_lines(&self) -> String {
+        [
+            ("ADMIN", &self.admin),
+            ("RECORDER", &self.recorder),
+            ("PLAYER", &self.player),
+        ]
+        .iter()
+        .map(|(role, t)| format!("export TAPESEAL_{}{role}={t}\n", self.prefix))
+        .collect()
+    }
+}
+
+/// The reference LKM's data directory, with one imported key pair and Hawk
+/// credentials for the server, made with the CLI before the LKM starts.
+struct LkmKeys {
+    data: std::path::PathBuf,
+    keypair_id: String,
+    public_key: String,
+    hawk_id: String,
+    hawk_key: String,
+}
+
+impl LkmKeys {
+    fn prepare(bin: &Path, dir: &Path) -> Res<Self> {
+        let data = dir.join("lkm");
+        let data_arg = data.to_str().ok_or("non-UTF-8 path")?;
+        // A key pair made elsewhere (here by `tapeseal keygen`), imported as an
+        // organisation moving from another LKM would; the PEM file is removed after.
+        let keys = dir.join("lkm-import");
+        let keys_arg = keys.to_str().ok_or("non-UTF-8 path")?;
+        capture(bin, &["keygen", "--out", keys_arg, "--id", "demo-lkm-kek"])?;
+        let private = keys.join("demo-lkm-kek.private.pem");
+        let keypair_id = uuid()?;
+        let imported: serde_json::Value = serde_json::from_str(&capture(
+            bin,
+            &[
+                "lkm",
+                "import",
+                private.to_str().ok_or("path")?,
+                "--id",
+                &keypair_id,
+                "--data",
+                data_arg,
+            ],
+        )?)?;
+        fs::remove_dir_all(&keys)?;
+        let credentials: serde_json::Value = serde_json::from_str(&capture(
+            bin,
+            &[
+                "lkm",
+                "credentials",
+                "add",
+                "tapeseal-demo",
+                "--data",
+                data_arg,
+            ],
+        )?)?;
+        let text = |v: &serde_json::Value, field: &str| -> Res<String> {
+            Ok(v[field]
+                .as_str()
+                .ok_or_else(|| format!("no {field} in {v}"))?
+                .to_string())
+        };
+        Ok(Self {
+            public_key: text(&imported, "publicKey")?,
+            keypair_id,
+            hawk_id: text(&credentials, "id")?,
+            hawk_key: text(&credentials, "authKey")?,
+            data,
+        })
+    }
+
+    fn serve_args(&self, listen: &str) -> Vec<String> {
+        vec![
+            "lkm".into(),
+            "serve".into(),
+            "--data".into(),
+            self.data.display().to_string(),
+            "--listen".into(),
+            listen.into(),
+        ]
+    }
+
+    fn admin_token_file(&self) -> std::path::PathBuf {
+        self.data.join("admin.token")
+    }
+
+    /// Puts the organisation in LKM mode (pinning the LKM's certificate) and
+    /// registers the key pair, which the server proves with a sample decrypt.
+    fn connect(&self, addr: &str, admin: &str, lkm: &Service) -> Res<()> {
+        let settings = serde_json::json!({
+            "decrypt_url": format!("{}/key-management/v1/decrypt", lkm.url),
+            "hawk_id": self.hawk_id,
+            "hawk_key": self.hawk_key,
+            "fingerprint": lkm.fingerprint,
+        });
+        let json = [("Content-Type", "application/json")];
+        let (status, reply) = http(
+            addr,
+            "PUT",
+            "/v1/lkm",
+            admin,
+            &json,
+            settings.to_string().as_bytes(),
+        )?;
+        if status != 200 {
+            return Err(
+                format!("PUT /v1/lkm: {status} {}", String::from_utf8_lossy(&reply)).into(),
+            );
+        }
+        let keypair = serde_json::json!({"id": self.keypair_id, "public_key": self.public_key});
+        let (status, reply) = http(
+            addr,
+            "POST",
+            "/v1/lkm/keypairs",
+            admin,
+            &json,
+            keypair.to_string().as_bytes(),
+        )?;
+        if status != 201 {
+            return Err(format!(
+                "POST /v1/lkm/keypairs: {status} {}",
+                String::from_utf8_lossy(&reply)
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// A random UUID (version 4), the form LKM key pair ids take.
+fn uuid() -> Res<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| format!("no random source: {e}"))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// (file name, kind, content type, bytes) of each sample `tapeseal samples` wrote.
+type Sample = (String, String, String, Vec<u8>);
+
+fn read_samples(listing: &str, dir: &Path) -> Res<Vec<Sample>> {
+    let mut samples = Vec::new();
+    for line in listing.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(file), Some(kind), Some(content_type)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let body = fs::read(dir.join(file))?;
+        samples.push((file.into(), kind.into(), content_type.into(), body));
+    }
+    Ok(samples)
+}
+
+/// Ingests every sample for `org` and plays each back; returns the first id.
+fn play_samples(addr: &str, org: &DemoOrg, samples: &[Sample]) -> Res<String> {
+    let name = if org.prefix.is_empty() {
+        "demo"
+    } else {
+        "demo-lkm"
+    };
+    println!(
+        "\norganisation {name}:\n{:<10} {:<6} {:>8}  {:<38} played back",
+        "sample", "kind", "bytes", "recording id"
+    );
+    let mut first_id = String::new();
+    for (file, kind, content_type, body) in samples {
+        let (status, reply) = http(
+            addr,
+            "POST",
+            &format!("/v1/recordings?kind={kind}&conversation_id=demo-conversation-1"),
+            &org.recorder,
+            &[("Content-Type", content_type)],
+            body,
+        )?;
+        if status != 201 {
+            return Err(format!(
+                "ingest of {file} failed: {status} {}",
+                String::from_utf8_lossy(&reply)
+            )
+            .into());
+        }
+        let meta: serde_json::Value = serde_json::from_slice(&reply)?;
+        let id = meta["id"].as_str().ok_or("no recording id")?.to_string();
+        let (status, played) = http(
+            addr,
+            "GET",
+            &format!("/v1/recordings/{id}/content"),
+            &org.player,
+            &[],
+            &[],
+        )?;
+        if status != 200 || played != *body {
+            return Err(format!("{file}: playback returned {status} and different bytes").into());
+        }
+        println!("{file:<10} {kind:<6} {:>8}  {id:<38} identical", body.len());
+        if first_id.is_empty() {
+            first_id = id;
+        }
+    }
+    Ok(first_id)
 }
 
 fn capture(bin: &Path, args: &[&str]) -> Res<String> {
@@ -201,43 +419,72 @@ fn write_private(path: &Path, text: &str) -> Res<()> {
     Ok(())
 }
 
-struct Server {
+/// A `tapeseal` process that prints `listening on URL` first (the server, or the
+/// reference LKM, which also prints its certificate's fingerprint).
+struct Service {
     child: Child,
     url: String,
+    fingerprint: String,
 }
 
-impl Server {
-    fn start(bin: &Path, data: &Path, listen: &str) -> Res<Self> {
+impl Service {
+    fn start(bin: &Path, args: &[String], tls: bool) -> Res<Self> {
         let mut child = Command::new(bin)
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", listen])
+            .args(args)
             .env(
                 "TAPESEAL_LOG",
                 std::env::var("TAPESEAL_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
+            .stderr(if tls {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        match lines.next() {
+        let url = match lines.next() {
             Some(Ok(line)) if line.starts_with("listening on ") => {
                 std::thread::spawn(move || for _ in lines {});
-                Ok(Self {
-                    url: line.trim_start_matches("listening on ").to_string(),
-                    child,
-                })
+                line.trim_start_matches("listening on ").to_string()
             }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!("the server did not start on {listen}").into())
+                return Err(format!("tapeseal {} did not start", args.join(" ")).into());
+            }
+        };
+        let mut fingerprint = String::new();
+        if let Some(stderr) = child.stderr.take() {
+            let mut lines = BufReader::new(stderr).lines();
+            for line in lines.by_ref() {
+                let line = line?;
+                if let Some(f) = line.split("certificate sha256 fingerprint: ").nth(1) {
+                    fingerprint = f.trim().to_string();
+                    break;
+                }
+                eprintln!("{line}");
+            }
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    eprintln!("{line}");
+                }
+            });
+            if fingerprint.is_empty() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the LKM printed no certificate fingerprint".into());
             }
         }
+        Ok(Self {
+            child,
+            url,
+            fingerprint,
+        })
     }
 
-    /// Asks the server to shut down (SIGTERM) and waits for it.
+    /// Asks the process to shut down (SIGTERM) and waits for it.
     fn stop(mut self) -> Res<()> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -249,7 +496,7 @@ impl Server {
         if exit.success() {
             Ok(())
         } else {
-            Err(format!("the server exited with {exit}").into())
+            Err(format!("tapeseal exited with {exit}").into())
         }
     }
 

@@ -170,6 +170,9 @@ error_codes! {
     KeyServiceUnavailable = "key_service_unavailable",
     /// The key service refused to unwrap the DEK.
     KeyRefused = "key_refused",
+    /// The key service answered with an error: it rejected the server's credentials,
+    /// does not know the key, or sent a malformed answer.
+    KeyServiceFailed = "key_service_failed",
     // Requests.
     /// A request that is malformed or misses something required.
     BadRequest = "bad_request",
@@ -280,6 +283,8 @@ pub struct PerCode<T> {
     pub key_service_unavailable: T,
     /// [`ErrorCode::KeyRefused`].
     pub key_refused: T,
+    /// [`ErrorCode::KeyServiceFailed`].
+    pub key_service_failed: T,
     /// [`ErrorCode::BadRequest`].
     pub bad_request: T,
     /// [`ErrorCode::Unauthorized`].
@@ -331,6 +336,7 @@ impl<T> PerCode<T> {
             ErrorCode::KekInUse => &self.kek_in_use,
             ErrorCode::KeyServiceUnavailable => &self.key_service_unavailable,
             ErrorCode::KeyRefused => &self.key_refused,
+            ErrorCode::KeyServiceFailed => &self.key_service_failed,
             ErrorCode::BadRequest => &self.bad_request,
             ErrorCode::Unauthorized => &self.unauthorized,
             ErrorCode::Forbidden => &self.forbidden,

@@ -383,7 +383,7 @@ fn an_opener_keeps_reporting_its_first_error() {
 
 /// The contract every face relies on: these names, in this order (the WIT enum
 /// `error-code` lists them in the same order).
-const CODE_NAMES: [&str; 33] = [
+const CODE_NAMES: [&str; 34] = [
     "malformed_header",
     "unsupported_version",
     "unsupported_suite",
@@ -405,6 +405,7 @@ const CODE_NAMES: [&str; 33] = [
     "kek_in_use",
     "key_service_unavailable",
     "key_refused",
+    "key_service_failed",
     "bad_request",
     "unauthorized",
     "forbidden",

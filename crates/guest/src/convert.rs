@@ -40,6 +40,7 @@ const WIT_CODES: [ErrorCode; Code::ALL.len()] = [
     ErrorCode::KekInUse,
     ErrorCode::KeyServiceUnavailable,
     ErrorCode::KeyRefused,
+    ErrorCode::KeyServiceFailed,
     ErrorCode::BadRequest,
     ErrorCode::Unauthorized,
     ErrorCode::Forbidden,

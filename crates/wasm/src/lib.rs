@@ -114,6 +114,7 @@ export type TapesealErrorCode =
   | "KEK_IN_USE"
   | "KEY_SERVICE_UNAVAILABLE"
   | "KEY_REFUSED"
+  | "KEY_SERVICE_FAILED"
   | "BAD_REQUEST"
   | "UNAUTHORIZED"
   | "FORBIDDEN"

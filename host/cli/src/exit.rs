@@ -36,6 +36,7 @@ const EXIT: PerCode<u8> = PerCode {
     kek_in_use: 3,
     key_service_unavailable: 5,
     key_refused: 4,
+    key_service_failed: 5,
     bad_request: 2,
     unauthorized: 2,
     forbidden: 2,

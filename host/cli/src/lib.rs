@@ -1,7 +1,8 @@
 //! `tapeseal`, the command: envelope files ([`envelope`], [`inspect`]), organisation
-//! and token admin ([`admin`]) and the recording server ([`serve`]). Clap definitions
-//! and thin functions over `tapeseal-engine`, `tapeseal-keys`, `tapeseal-store` and
-//! `tapeseal-server`; exit codes come from the core's error codes ([`exit`]).
+//! and token admin ([`admin`]), the recording server ([`serve`]) and the reference
+//! Local Key Manager ([`lkm`]). Clap definitions and thin functions over
+//! `tapeseal-engine`, `tapeseal-keys`, `tapeseal-store`, `tapeseal-server` and
+//! `tapeseal-lkm`; exit codes come from the core's error codes ([`exit`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -14,6 +15,7 @@ mod admin;
 mod envelope;
 mod exit;
 mod inspect;
+mod lkm;
 pub mod samples;
 mod serve;
 
@@ -83,6 +85,12 @@ enum Command {
         #[command(subcommand)]
         action: admin::TokenAction,
     },
+    /// The reference Local Key Manager: serve it, issue its Hawk credentials, import
+    /// and list its key pairs (docs/LKM.md).
+    Lkm {
+        #[command(subcommand)]
+        command: lkm::LkmCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments.
@@ -110,5 +118,6 @@ fn run(cli: Cli) -> Outcome {
         Command::Samples { out } => serve::samples(&out),
         Command::Org { action } => admin::org(action),
         Command::Token { action } => admin::token(action),
+        Command::Lkm { command } => lkm::run(command),
     }
 }

@@ -12,6 +12,15 @@ impl From<WrapAlgorithm> for tapeseal_core::WrapAlgorithm {
     }
 }
 
+impl From<tapeseal_core::WrapAlgorithm> for WrapAlgorithm {
+    fn from(w: tapeseal_core::WrapAlgorithm) -> Self {
+        match w {
+            tapeseal_core::WrapAlgorithm::RsaOaepSha1 => Self::RsaOaepSha1,
+            _ => Self::RsaOaepSha256,
+        }
+    }
+}
+
 impl From<MediaKind> for tapeseal_core::MediaKind {
     fn from(k: MediaKind) -> Self {
         match k {
@@ -75,6 +84,7 @@ pub fn core_code(code: ErrorCode) -> tapeseal_core::ErrorCode {
         ErrorCode::KekInUse => Core::KekInUse,
         ErrorCode::KeyServiceUnavailable => Core::KeyServiceUnavailable,
         ErrorCode::KeyRefused => Core::KeyRefused,
+        ErrorCode::KeyServiceFailed => Core::KeyServiceFailed,
         ErrorCode::BadRequest => Core::BadRequest,
         ErrorCode::Unauthorized => Core::Unauthorized,
         ErrorCode::Forbidden => Core::Forbidden,

@@ -152,17 +152,43 @@ impl KekPair {
 
     /// Unwraps a DEK wrapped with RSA-OAEP under this key.
     pub fn unwrap(&self, wrapped: &[u8], algorithm: WrapAlgorithm) -> Result<Dek, KeyError> {
+        let plain = self.decrypt(wrapped, algorithm)?;
+        Dek::from_slice(&plain).map_err(|_| KeyError::Unwrap)
+    }
+
+    /// Decrypts an RSA-OAEP ciphertext of any length the key allows (a Local Key
+    /// Manager decrypts whatever key its platform wrapped), into memory wiped on drop.
+    pub fn decrypt(
+        &self,
+        wrapped: &[u8],
+        algorithm: WrapAlgorithm,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let oaep = match algorithm {
             WrapAlgorithm::RsaOaepSha1 => &OAEP_SHA1_MGF1SHA1,
             _ => &OAEP_SHA256_MGF1SHA256,
         };
         let mut out = Zeroizing::new(vec![0u8; self.key.min_output_size()]);
-        let plain = self
+        let len = self
             .key
             .decrypt(oaep, wrapped, &mut out, None)
-            .map_err(|_| KeyError::Unwrap)?;
-        Dek::from_slice(plain).map_err(|_| KeyError::Unwrap)
+            .map_err(|_| KeyError::Unwrap)?
+            .len();
+        out.truncate(len);
+        Ok(out)
     }
+
+    /// The public key as DER PKCS#1 `RSAPublicKey`, the form Genesys-style LKMs
+    /// publish.
+    pub fn public_pkcs1_der(&self) -> Result<Vec<u8>, KeyError> {
+        spki_to_pkcs1(&self.public_spki_der()?)
+    }
+}
+
+/// The PKCS#1 `RSAPublicKey` inside a DER SubjectPublicKeyInfo.
+pub fn spki_to_pkcs1(spki: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let info = pkcs8::spki::SubjectPublicKeyInfoRef::from_der(spki)
+        .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+    Ok(info.subject_public_key.raw_bytes().to_vec())
 }
 
 /// Wraps a PKCS#1 `RSAPrivateKey` in a PKCS#8 `PrivateKeyInfo`.

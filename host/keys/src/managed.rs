@@ -112,17 +112,39 @@ impl MasterKey {
         Self::from_bytes(bytes.as_ref())
     }
 
-    fn aad(org_id: &str, kek_id: &str) -> Vec<u8> {
+    fn aad(domain: &str, scope: &str, id: &str) -> Vec<u8> {
         [
-            b"tapeseal managed kek v1\0".as_slice(),
-            org_id.as_bytes(),
+            domain.as_bytes(),
             b"\0",
-            kek_id.as_bytes(),
+            scope.as_bytes(),
+            b"\0",
+            id.as_bytes(),
         ]
         .concat()
     }
 
     pub(crate) fn seal(&self, org_id: &str, kek_id: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        self.seal_secret(MANAGED_KEK, org_id, kek_id, secret)
+    }
+
+    pub(crate) fn open(
+        &self,
+        org_id: &str,
+        kek_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_secret(MANAGED_KEK, org_id, kek_id, sealed)
+    }
+
+    /// Seals a secret (AES-256-GCM, random nonce) bound to `domain` (what kind of
+    /// secret), `scope` and `id` (whose): it opens only under the same three.
+    pub fn seal_secret(
+        &self,
+        domain: &str,
+        scope: &str,
+        id: &str,
+        secret: &[u8],
+    ) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce)
             .map_err(|_| ManagedKeyError::MasterKey("no secure random source".into()))?;
@@ -130,17 +152,20 @@ impl MasterKey {
         self.0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(Self::aad(org_id, kek_id)),
+                Aad::from(Self::aad(domain, scope, id)),
                 &mut buf,
             )
             .map_err(|_| ManagedKeyError::Unseal)?;
         Ok([nonce.as_slice(), &buf].concat())
     }
 
-    pub(crate) fn open(
+    /// Opens what [`MasterKey::seal_secret`] sealed with the same `domain`, `scope`
+    /// and `id`, into memory wiped on drop.
+    pub fn open_secret(
         &self,
-        org_id: &str,
-        kek_id: &str,
+        domain: &str,
+        scope: &str,
+        id: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
         if sealed.len() < NONCE_LEN {
@@ -151,13 +176,17 @@ impl MasterKey {
         let mut buf = Zeroizing::new(body.to_vec());
         let plain_len = self
             .0
-            .open_in_place(nonce, Aad::from(Self::aad(org_id, kek_id)), &mut buf)
+            .open_in_place(nonce, Aad::from(Self::aad(domain, scope, id)), &mut buf)
             .map_err(|_| ManagedKeyError::Unseal)?
             .len();
         buf.truncate(plain_len);
         Ok(buf)
     }
 }
+
+/// The sealing domain of managed private KEKs (its bytes are part of every sealed
+/// key's associated data, so it never changes).
+const MANAGED_KEK: &str = "tapeseal managed kek v1";
 
 /// The managed key service over a catalogue. Its methods block (SQLite, RSA); the
 /// [`KeyService`](crate::KeyService) implementation runs them off the async workers.
@@ -186,6 +215,7 @@ impl ManagedKeys {
             sealed_private: Some(self.master.seal(org_id, &id, &pkcs8)?),
             state: "active".into(),
             created_at: now_ms(),
+            wrap_algorithm: WrapAlgorithm::RsaOaepSha256.name().into(),
         };
         tapeseal_store::crash_point!("rotation.before_insert");
         self.catalogue.insert_kek(
@@ -200,17 +230,14 @@ impl ManagedKeys {
         Ok(CurrentKek {
             id,
             public_key: pair.public_key()?,
+            algorithm: WrapAlgorithm::RsaOaepSha256,
         })
     }
 
     /// The current KEK, created on first use.
     pub fn current(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
         match self.catalogue.current_kek(org_id)? {
-            Some(record) => Ok(CurrentKek {
-                public_key: KekPublicKey::from_der(&record.public_spki)
-                    .map_err(|e| KeyError::Unreadable(e.to_string()))?,
-                id: record.id,
-            }),
+            Some(record) => Ok(current_of(record)?),
             None => self.rotate(org_id, actor),
         }
     }
@@ -266,6 +293,21 @@ impl ManagedKeys {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A catalogue KEK as the KEK new recordings are sealed for.
+pub(crate) fn current_of(record: KekRecord) -> Result<CurrentKek, KeyError> {
+    Ok(CurrentKek {
+        public_key: KekPublicKey::from_der(&record.public_spki)
+            .map_err(|e| KeyError::Unreadable(e.to_string()))?,
+        algorithm: WrapAlgorithm::from_name(&record.wrap_algorithm).ok_or_else(|| {
+            KeyError::Unreadable(format!(
+                "unknown wrap algorithm '{}'",
+                record.wrap_algorithm
+            ))
+        })?,
+        id: record.id,
+    })
 }
 
 pub(crate) fn private_der(pair: &KekPair) -> Result<Zeroizing<Vec<u8>>> {

@@ -19,6 +19,8 @@ pub struct CurrentKek {
     pub id: String,
     /// Its public key.
     pub public_key: KekPublicKey,
+    /// The OAEP padding its DEKs are wrapped with.
+    pub algorithm: WrapAlgorithm,
 }
 
 /// Why a DEK is being unwrapped; key services may log or authorise by it.
@@ -85,6 +87,14 @@ pub enum KeyServiceError {
     /// None of an envelope's stanzas names a KEK of the organisation.
     #[error("none of the envelope's KEKs belongs to this organisation")]
     NoUsableStanza,
+    /// The key service answered, but not usefully: it rejected our credentials, does
+    /// not know the key, or sent a malformed answer; or its settings are unusable.
+    #[error("the key service failed: {0}")]
+    Failed(String),
+    /// The organisation's key mode does not allow this now (an LKM organisation
+    /// rotates in its LKM; it has no registered key pair yet).
+    #[error("{0}")]
+    Conflict(String),
     /// The key service did not answer in time.
     #[error("the key service did not answer within {0:?}")]
     Timeout(Duration),
@@ -94,6 +104,18 @@ pub enum KeyServiceError {
     /// Anything else (catalogue, master key, key material).
     #[error("{0}")]
     Internal(String),
+}
+
+impl KeyServiceError {
+    /// Whether the key service, not the recording, is at fault: it could not be
+    /// reached, was too slow, failed or is not set up. Such a failure says nothing
+    /// about the recording and is reported as itself, never as a failed decrypt.
+    pub fn is_service_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Failed(_) | Self::Conflict(_)
+        )
+    }
 }
 
 impl From<ManagedKeyError> for KeyServiceError {
@@ -180,6 +202,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
+impl crate::managed::ManagedKeys {
+    /// [`ManagedKeys::current`](crate::managed::ManagedKeys::current) off the async
+    /// workers.
+    pub async fn current_async(
+        &self,
+        org_id: &str,
+        actor: &str,
+    ) -> Result<CurrentKek, KeyServiceError> {
+        let (this, org_id, actor) = (self.clone(), org_id.to_string(), actor.to_string());
+        blocking(move || this.current(&org_id, &actor)).await
+    }
+}
+
 #[async_trait]
 impl KeyService for crate::managed::ManagedKeys {
     fn mode(&self) -> &'static str {
@@ -187,8 +222,7 @@ impl KeyService for crate::managed::ManagedKeys {
     }
 
     async fn current(&self, org_id: &str, actor: &str) -> Result<CurrentKek, KeyServiceError> {
-        let (this, org_id, actor) = (self.clone(), org_id.to_string(), actor.to_string());
-        blocking(move || this.current(&org_id, &actor)).await
+        self.current_async(org_id, actor).await
     }
 
     async fn rotate(&self, org_id: &str, actor: &str) -> Result<CurrentKek, KeyServiceError> {

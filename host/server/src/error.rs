@@ -42,6 +42,7 @@ const STATUS: PerCode<u16> = PerCode {
     kek_in_use: 409,
     key_service_unavailable: 503,
     key_refused: 403,
+    key_service_failed: 502,
     bad_request: 400,
     unauthorized: 401,
     forbidden: 403,
@@ -216,17 +217,33 @@ impl From<KeyServiceError> for ApiError {
         match e {
             KeyServiceError::UnknownKey(_) => Self::not_found("KEK"),
             KeyServiceError::InUse(message) => Self::new(ErrorCode::KekInUse, message),
-            KeyServiceError::Unavailable(_) => {
-                tracing::warn!(error = %e, "key service unavailable");
+            // The reasons name hosts, ports, HTTP statuses and key ids, never key
+            // material: an administrator needs them to fix the key service.
+            KeyServiceError::Unavailable(reason) => {
+                tracing::warn!(%reason, "key service unavailable");
                 Self::new(
                     ErrorCode::KeyServiceUnavailable,
-                    "the key service is unavailable; try again later",
+                    format!("the key service is unavailable; try again later ({reason})"),
                 )
             }
-            KeyServiceError::Timeout(_) => {
-                tracing::warn!(error = %e, "key service timed out");
-                Self::new(ErrorCode::Timeout, "the key service did not answer in time")
+            KeyServiceError::Timeout(after) => {
+                tracing::warn!(?after, "key service timed out");
+                Self::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the key service did not answer within {} ms",
+                        after.as_millis()
+                    ),
+                )
             }
+            KeyServiceError::Failed(reason) => {
+                tracing::warn!(%reason, "key service failed");
+                Self::new(
+                    ErrorCode::KeyServiceFailed,
+                    format!("the key service failed: {reason}"),
+                )
+            }
+            KeyServiceError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             KeyServiceError::Refused(_) | KeyServiceError::NoUsableStanza => {
                 tracing::warn!(error = %e, "key service refused");
                 Self::new(ErrorCode::KeyRefused, "the key service refused")

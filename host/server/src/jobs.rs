@@ -6,6 +6,7 @@
 //! header and only re-pointed.
 
 use std::time::Duration;
+use tapeseal_keys::KeyService;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -21,7 +22,7 @@ use super::auth::Auth;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::keys::unwrap_dek;
 use super::{AppState, Shared};
-use tapeseal_engine::{Recipient, RewrapMode, WrapAlgorithm};
+use tapeseal_engine::{Recipient, RewrapMode};
 use tapeseal_keys::{Purpose, UnwrapContext};
 use tapeseal_store::catalogue::AuditEvent;
 use tapeseal_store::catalogue::{Job, JobState, RecordingFilter, RecordingRecord, Role};
@@ -235,7 +236,9 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let recipient = Recipient {
         kek_id: to.id.clone(),
         public_key: to.public_spki.clone(),
-        algorithm: WrapAlgorithm::RsaOaepSha256,
+        algorithm: tapeseal_core::WrapAlgorithm::from_name(&to.wrap_algorithm)
+            .ok_or_else(|| anyhow::anyhow!("the target KEK {to_id} has an unknown wrap algorithm"))?
+            .into(),
     };
     let mut progress: Progress = serde_json::from_value(job.progress.clone()).unwrap_or_default();
     let save = |job_state: JobState, progress: &Progress| -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! unwrapping a recording's DEK, and rotating when a schedule says so.
 
 use std::time::{Duration, Instant};
+use tapeseal_keys::KeyService;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -49,8 +50,7 @@ pub async fn unwrap_dek(
         .collect();
     let started = Instant::now();
     let unwrapped =
-        tapeseal_keys::unwrap_dek(state.keys.as_ref(), context, &stanzas, KEY_SERVICE_DEADLINE)
-            .await?;
+        tapeseal_keys::unwrap_dek(&state.keys, context, &stanzas, KEY_SERVICE_DEADLINE).await?;
     state.metrics.unwraps.inc();
     state.metrics.unwrap_seconds.observe(started.elapsed());
     Ok(unwrapped)
@@ -65,8 +65,12 @@ pub struct KekView {
     pub state: String,
     /// Whether new recordings are sealed for it.
     pub current: bool,
-    /// Where its private key is held: `managed`.
+    /// Where its private key is held: `managed` (sealed here) or `lkm` (in the
+    /// organisation's Local Key Manager).
     pub mode: String,
+    /// The RSA-OAEP padding DEKs are wrapped for it with: `rsa-oaep-sha256` or
+    /// `rsa-oaep-sha1` (an LKM that cannot decrypt SHA-256).
+    pub wrap_algorithm: String,
     /// Its public key, PEM (SubjectPublicKeyInfo).
     pub public_key_pem: String,
     /// How many stored recordings are wrapped for it.
@@ -75,7 +79,7 @@ pub struct KekView {
     pub created_at: i64,
 }
 
-fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> ApiResult<KekView> {
+pub(crate) fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> ApiResult<KekView> {
     let recordings = state.catalogue.recordings_using_kek(&kek.org_id, &kek.id)?;
     let public_key_pem = tapeseal_core::KekPublicKey::from_der(&kek.public_spki)
         .and_then(|k| k.to_spki_der())
@@ -88,9 +92,10 @@ fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> ApiResult<Ke
         mode: if kek.sealed_private.is_some() {
             "managed"
         } else {
-            "external"
+            "lkm"
         }
         .into(),
+        wrap_algorithm: kek.wrap_algorithm,
         id: kek.id,
         state: kek.state,
         public_key_pem,

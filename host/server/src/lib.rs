@@ -21,7 +21,7 @@ use axum::response::Response;
 use zeroize::Zeroizing;
 
 use tapeseal_engine::{Limits, Runtime};
-use tapeseal_keys::{KeyService, ManagedKeys, MasterKey, StorageKey};
+use tapeseal_keys::{KeyServices, MasterKey, StorageKey};
 use tapeseal_store::catalogue::Catalogue;
 use tapeseal_store::repo;
 
@@ -32,6 +32,7 @@ pub mod error;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod lkm;
 pub mod metrics;
 pub mod openapi;
 pub mod playback;
@@ -47,8 +48,9 @@ pub struct AppState {
     pub config: Config,
     /// Organisations, tokens, KEKs, recordings, schedules, jobs, audit log.
     pub catalogue: Arc<Catalogue>,
-    /// Where private KEKs live and DEKs are unwrapped.
-    pub keys: Arc<dyn KeyService>,
+    /// Where private KEKs live and DEKs are unwrapped: managed keys or the
+    /// organisation's Local Key Manager.
+    pub keys: KeyServices,
     /// Storage-side encryption for recordings not sealed for an organisation's KEK.
     pub storage_key: StorageKey,
     /// The compiled guest.
@@ -113,7 +115,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         None => MasterKey::load_or_create(&config.master_key_path(), may_create)?,
     };
     let storage_key = StorageKey::load_or_create(&storage_key_path, &master)?;
-    let keys: Arc<dyn KeyService> = Arc::new(ManagedKeys::new(catalogue.clone(), Arc::new(master)));
+    let keys = KeyServices::new(catalogue.clone(), Arc::new(master));
     let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<SecretToken>> {
         match var {
             Some(var) => Ok(Some(SecretToken(Zeroizing::new(
@@ -158,6 +160,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(recordings::routes())
         .merge(keys::routes())
+        .merge(lkm::routes())
         .merge(jobs::routes())
         .merge(admin::routes())
         .fallback(|| async { error::ApiError::not_found("route") })

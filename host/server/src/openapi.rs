@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, jobs, keys, playback, recordings};
+use super::{admin, error, jobs, keys, lkm, playback, recordings};
 use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
 
 #[derive(OpenApi)]
@@ -16,19 +16,21 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
         recordings::ingest, recordings::list, recordings::metadata, playback::content,
         playback::envelope,
         keys::list, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
+        lkm::settings, lkm::configure, lkm::register,
         jobs::create_rewrap, jobs::list, jobs::one,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,
         admin::list_tokens, admin::revoke_token, admin::audit,
     ),
     components(schemas(
         recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
+        lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair,
         admin::Health, admin::NewOrg, admin::CreatedOrg, admin::NewTokenRequest, admin::CreatedToken,
         error::ErrorBody, error::ErrorDetail, AuditEntry, Job, JobState, Org, TokenInfo,
     )),
     modifiers(&Security),
     tags(
         (name = "recordings", description = "Ingest, playback and download"),
-        (name = "keys", description = "KEKs, rotation and the deletion guard"),
+        (name = "keys", description = "KEKs, rotation, the deletion guard and the Local Key Manager"),
         (name = "jobs", description = "Rewrap jobs"),
         (name = "organisations", description = "Organisations, tokens and the audit log"),
         (name = "operations", description = "Health, metrics and this document"),

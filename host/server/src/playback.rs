@@ -187,9 +187,7 @@ pub async fn content(
     let (dek, key_id) = match recording_dek(&state, &context, &record, &info.header).await {
         Ok(found) => found,
         // The key service could not answer: not the recording's fault.
-        Err(e @ (KeyServiceError::Unavailable(_) | KeyServiceError::Timeout(_))) => {
-            return Err(e.into());
-        }
+        Err(e) if e.is_service_fault() => return Err(e.into()),
         Err(e) => return Err(failed(&e)),
     };
     let mut opener = state

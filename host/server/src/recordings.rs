@@ -3,6 +3,7 @@
 //! Content and envelopes are served by [`super::playback`].
 
 use std::time::Instant;
+use tapeseal_keys::KeyService;
 
 use axum::Json;
 use axum::body::Body;
@@ -201,7 +202,7 @@ pub async fn ingest(
                 .public_key
                 .to_spki_der()
                 .map_err(|e| ApiError::internal(&e))?,
-            algorithm: WrapAlgorithm::RsaOaepSha256,
+            algorithm: kek.algorithm.into(),
         };
         (recipient, Some(kek.id))
     };

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod pinned;
 pub mod repo;
 pub mod schedule;
+pub mod sqlite;
 pub mod time;
 
 pub use catalogue::{Catalogue, CatalogueError};

@@ -10,7 +10,7 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("catalogue.sqlite3");
     let catalogue = Catalogue::open(&path).expect("open");
-    assert_eq!(catalogue.schema_version().expect("version"), 2);
+    assert_eq!(catalogue.schema_version().expect("version"), 3);
     let org = catalogue
         .create_org("Acme Contact Centre", "test")
         .expect("org");
@@ -20,7 +20,7 @@ fn migrations_apply_once_and_survive_reopening() {
     drop(catalogue);
 
     let reopened = Catalogue::open(&path).expect("reopen");
-    assert_eq!(reopened.schema_version().expect("version"), 2);
+    assert_eq!(reopened.schema_version().expect("version"), 3);
     assert_eq!(reopened.find_org(&org.id).expect("by id"), org);
     assert_eq!(
         reopened
@@ -57,7 +57,7 @@ fn a_newer_catalogue_is_refused_rather_than_misread() {
             err,
             CatalogueError::TooNew {
                 found: 99,
-                known: 2
+                known: 3
             }
         ),
         "{err}"
@@ -169,7 +169,7 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
     drop(v1);
 
     let catalogue = Catalogue::open(&path).expect("migrate");
-    assert_eq!(catalogue.schema_version().expect("version"), 2);
+    assert_eq!(catalogue.schema_version().expect("version"), 3);
     let seqs = |org: &str| -> Vec<(i64, String)> {
         catalogue
             .audit_log(org, &AuditFilter::default())
@@ -217,6 +217,7 @@ fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
             sealed_private: None,
             state: "active".into(),
             created_at: 0,
+            wrap_algorithm: "rsa-oaep-sha256".into(),
         };
         let event = AuditEvent::KekCreate {
             kek_id: id,
@@ -272,5 +273,49 @@ fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
     assert!(matches!(
         catalogue.delete_kek(&org.id, "kek-old", "test"),
         Err(CatalogueError::NoSuchKek)
+    ));
+}
+
+#[test]
+fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
+    use tapeseal_store::catalogue::LkmSettings;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
+    let org = catalogue.create_org("Acme", "test").expect("org");
+    assert_eq!(org.key_mode, "managed");
+    assert!(catalogue.lkm_settings(&org.id).expect("none").is_none());
+    assert!(!catalogue.has_sealed_keys().expect("sealed"));
+    let mut settings = LkmSettings {
+        org_id: org.id.clone(),
+        decrypt_url: "https://lkm.example/key-management/v1/decrypt".into(),
+        hawk_id: "tapeseal".into(),
+        sealed_hawk_key: vec![7; 40],
+        ca_pem: None,
+        fingerprint: Some("ab".repeat(32)),
+        timeout_ms: 5000,
+        updated_at: 0,
+    };
+    let first = catalogue.set_lkm_settings(&settings, "admin").expect("set");
+    settings.timeout_ms = 2000;
+    let second = catalogue
+        .set_lkm_settings(&settings, "admin")
+        .expect("update");
+    assert!(second > first, "each change is a new version");
+    let stored = catalogue.lkm_settings(&org.id).expect("get").expect("some");
+    assert_eq!((stored.timeout_ms, stored.updated_at), (2000, second));
+    assert_eq!(catalogue.find_org(&org.id).expect("org").key_mode, "lkm");
+    // The sealed Hawk key counts as sealed under the master key.
+    assert!(catalogue.has_sealed_keys().expect("sealed"));
+    let actions: Vec<String> = catalogue
+        .audit_log(&org.id, &AuditFilter::default())
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "lkm.configure").count(), 2);
+    settings.org_id = "org-missing".into();
+    assert!(matches!(
+        catalogue.set_lkm_settings(&settings, "admin"),
+        Err(CatalogueError::NoSuchOrg(_))
     ));
 }

@@ -1,6 +1,8 @@
 //! The recording server through real HTTP on loopback: the `tapeseal` binary runs
 //! as a child process with its own data directory, exactly as an operator runs it.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod access;
@@ -9,4 +11,5 @@ mod crash;
 mod flow;
 mod keys;
 mod limits;
+mod lkm;
 mod operations;

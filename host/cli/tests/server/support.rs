@@ -1,14 +1,15 @@
 //! Runs the real `tapeseal serve` binary on a loopback port with a data directory of
 //! its own, and talks to it over real HTTP.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
+
+pub(crate) mod lkm;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tapeseal");
 
@@ -38,41 +39,15 @@ impl Server {
         )
         .expect("config");
         let log = data.with_extension("log");
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--config"])
             .arg(&file)
             .env("TAPESEAL_CACHE_DIR", cache_dir())
             .env("TAPESEAL_LOG", "debug")
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tapeseal serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(300))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                unreachable!("the server did not start; its log:\n{log}")
-            });
-        let url = line
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
+            .stderr(crate::common::log_file(&log));
+        let (child, url) = crate::common::spawn_listening(&mut command, &log);
         Self {
             child: Some(child),
             url,
@@ -87,10 +62,7 @@ impl Server {
 
     /// SIGTERM, then waits for the process to exit.
     pub(crate) fn terminate(mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        child.wait().expect("wait")
+        crate::common::terminate(&mut self.child.take().expect("running"))
     }
 
     /// SIGTERM without waiting; the caller waits with [`Server::wait`].

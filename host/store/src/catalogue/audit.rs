@@ -42,6 +42,11 @@ pub enum AuditEvent<'a> {
         /// KEK id.
         kek_id: &'a str,
     },
+    /// The organisation's Local Key Manager was set (its KEKs are held there now).
+    LkmConfigure {
+        /// The LKM's decrypt URL.
+        url: &'a str,
+    },
     /// The rotation schedule was set.
     ScheduleSet {
         /// The new period.
@@ -134,6 +139,7 @@ impl AuditEvent<'_> {
             Self::TokenRevoke { .. } => "token.revoke",
             Self::KekCreate { .. } => "kek.create",
             Self::KekDelete { .. } => "kek.delete",
+            Self::LkmConfigure { .. } => "lkm.configure",
             Self::ScheduleSet { .. } => "schedule.set",
             Self::RecordingIngest { .. } => "recording.ingest",
             Self::RecordingDecrypt { .. } => "recording.decrypt",
@@ -179,6 +185,7 @@ impl AuditEvent<'_> {
             Self::TokenRevoke { token_id } => (*token_id).to_string(),
             Self::KekCreate { detail, .. } => (*detail).to_string(),
             Self::KekDelete { .. } => String::new(),
+            Self::LkmConfigure { url } => (*url).to_string(),
             Self::ScheduleSet { period } => period.name().to_string(),
             Self::RecordingIngest { bytes, kind, .. } => format!("{bytes} bytes of {kind}"),
             Self::RecordingDecrypt { range, len, .. } if range.is_empty() => {

@@ -23,6 +23,9 @@ pub struct KekRecord {
     pub state: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The OAEP padding DEKs are wrapped for it with (`rsa-oaep-sha256` or
+    /// `rsa-oaep-sha1`).
+    pub wrap_algorithm: String,
 }
 
 impl std::fmt::Debug for KekRecord {
@@ -44,10 +47,12 @@ fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
         sealed_private: row.get(3)?,
         state: row.get(4)?,
         created_at: row.get(5)?,
+        wrap_algorithm: row.get(6)?,
     })
 }
 
-const KEK_COLUMNS: &str = "id, org_id, public_spki, sealed_private, state, created_at";
+const KEK_COLUMNS: &str =
+    "id, org_id, public_spki, sealed_private, state, created_at, wrap_algorithm";
 
 impl Catalogue {
     /// Records a new active KEK and its audit entry in one transaction.
@@ -56,14 +61,16 @@ impl Catalogue {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             let inserted = tx.execute(
-                "INSERT INTO keks (id, org_id, public_spki, sealed_private, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO keks (id, org_id, public_spki, sealed_private, state, created_at,
+                                   wrap_algorithm)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6) ON CONFLICT (id) DO NOTHING",
                 params![
                     kek.id,
                     kek.org_id,
                     kek.public_spki,
                     kek.sealed_private,
-                    kek.created_at
+                    kek.created_at,
+                    kek.wrap_algorithm
                 ],
             )?;
             if inserted == 0 {
@@ -80,7 +87,8 @@ impl Catalogue {
     pub fn has_sealed_keys(&self) -> Result<bool> {
         crate::blocking(|| {
             Ok(self.conn().query_row(
-                "SELECT EXISTS (SELECT 1 FROM keks WHERE sealed_private IS NOT NULL)",
+                "SELECT EXISTS (SELECT 1 FROM keks WHERE sealed_private IS NOT NULL)
+                     OR EXISTS (SELECT 1 FROM lkm_settings)",
                 [],
                 |row| row.get(0),
             )?)

@@ -5,20 +5,21 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-use crate::time::now_ms;
 
 mod audit;
 mod jobs;
 mod keks;
+mod lkm;
 mod orgs;
 mod recordings;
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter};
 pub use jobs::{Job, JobState};
 pub use keks::{KekRecord, KekUsers};
+pub use lkm::LkmSettings;
 pub use orgs::MAX_LABEL_LEN;
 pub use recordings::{RecordingFilter, RecordingRecord};
 
@@ -26,6 +27,7 @@ pub use recordings::{RecordingFilter, RecordingRecord};
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("002_audit_per_org.sql")),
+    (3, include_str!("003_lkm.sql")),
 ];
 
 /// What can go wrong in the catalogue.
@@ -186,16 +188,15 @@ impl Catalogue {
     /// Opens (creating if needed) the catalogue at `path` and applies any pending
     /// migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let catalogue = Self {
+        let conn = crate::sqlite::open(path, MIGRATIONS).map_err(|e| match e {
+            crate::sqlite::OpenError::Database(e) => CatalogueError::Database(e),
+            crate::sqlite::OpenError::TooNew { found, known } => {
+                CatalogueError::TooNew { found, known }
+            }
+        })?;
+        Ok(Self {
             conn: Mutex::new(conn),
-        };
-        catalogue.migrate()?;
-        Ok(catalogue)
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -204,44 +205,8 @@ impl Catalogue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn migrate(&self) -> Result<()> {
-        let mut conn = self.conn();
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )?;
-        let current: u32 = conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )?;
-        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
-        if current > known {
-            return Err(CatalogueError::TooNew {
-                found: current,
-                known,
-            });
-        }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, now_ms()],
-            )?;
-            tx.commit()?;
-        }
-        Ok(())
-    }
-
     /// The schema version the catalogue is at.
     pub fn schema_version(&self) -> Result<u32> {
-        crate::blocking(|| {
-            Ok(self.conn().query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |row| row.get(0),
-            )?)
-        })
+        crate::blocking(|| Ok(crate::sqlite::version(&self.conn())?))
     }
 }

@@ -1,0 +1,197 @@
+//! `tapeseal lkm`: the reference Local Key Manager (docs/LKM.md). `serve` runs it;
+//! the other commands work offline on its data directory (also while it serves):
+//! issue and revoke Hawk credentials, import private keys from another LKM, list.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tapeseal_core::ErrorCode;
+use tapeseal_lkm::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use tapeseal_lkm::store::KeypairRow;
+use tapeseal_lkm::{Config, DataDir, Keyring, Limits, LkmError, Rate, TlsFiles};
+use zeroize::Zeroizing;
+
+use crate::exit::{Failure, Outcome};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LkmCommand {
+    /// Serve the LKM over HTTPS. Prints `listening on https://ADDR` on stdout, and
+    /// the certificate fingerprint and where the admin token is on stderr.
+    Serve(ServeArgs),
+    /// Issue, revoke and list Hawk credentials.
+    Credentials {
+        #[command(subcommand)]
+        action: CredentialsAction,
+    },
+    /// Import an RSA private key (PKCS#1 or PKCS#8, PEM or DER, 3072 or 4096 bits),
+    /// keeping the id it had in another LKM; prints the key pair as JSON.
+    Import {
+        /// The private key file.
+        file: PathBuf,
+        /// The key pair's id [default: a new UUID].
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List the key pairs as JSON (the same array `GET /keypair` answers).
+    Keypairs {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CredentialsAction {
+    /// Issue credentials for ID (at least 6 characters); prints `{id, authKey,
+    /// algorithm}` as JSON. The authKey is shown only here.
+    Add {
+        /// The Hawk id.
+        id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Revoke ID's credentials: refused from the next request on.
+    Revoke {
+        /// The Hawk id.
+        id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List credentials (ids and dates, never keys) as JSON.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataArg {
+    /// The LKM's data directory.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// TLS certificate chain (PEM) [default: a self-signed certificate made once in
+    /// the data directory].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Environment variable holding the admin token [default: admin.token in the
+    /// data directory, generated on first start].
+    #[arg(long, value_name = "VAR")]
+    admin_token_env: Option<String>,
+    /// Decrypts per second per Hawk credential.
+    #[arg(long, value_name = "N", default_value_t = 100.0)]
+    decrypt_rate: f64,
+    /// Decrypts a credential may make at once [default: twice the rate].
+    #[arg(long, value_name = "N")]
+    decrypt_burst: Option<u32>,
+    /// Largest accepted difference between a Hawk timestamp and the LKM's clock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    skew_secs: u64,
+}
+
+impl From<LkmError> for Failure {
+    fn from(e: LkmError) -> Self {
+        let code = match &e {
+            LkmError::Key(_) => ErrorCode::InvalidKey,
+            LkmError::Invalid(_) => ErrorCode::InvalidParameter,
+            LkmError::Exists(_) | LkmError::InUse(_) => ErrorCode::Conflict,
+            LkmError::NotFound(_) | LkmError::NoStore(_) => ErrorCode::NotFound,
+            LkmError::Io { .. } | LkmError::Config(_) | LkmError::Tls(_) => ErrorCode::Io,
+            _ => ErrorCode::Internal,
+        };
+        Self::coded(code, e.to_string())
+    }
+}
+
+/// Runs one `tapeseal lkm` command.
+pub(crate) fn run(command: LkmCommand) -> Outcome {
+    match command {
+        LkmCommand::Serve(args) => serve(args),
+        LkmCommand::Credentials { action } => credentials(action),
+        LkmCommand::Import { file, id, data } => import(&file, id.as_deref(), &data),
+        LkmCommand::Keypairs { data } => {
+            let rows = DataDir::new(&data.data).open_store(false)?.keypairs()?;
+            let pairs: Vec<_> = rows.iter().map(KeypairRow::to_wire).collect();
+            print_json(serde_json::to_string_pretty(&pairs))
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Outcome {
+    let burst = match args.decrypt_burst {
+        Some(burst) => burst,
+        None => (args.decrypt_rate * 2.0)
+            .ceil()
+            .clamp(1.0, f64::from(u32::MAX)) as u32,
+    };
+    let config = Config {
+        data_dir: args.data.data,
+        listen: args.listen,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        admin_token_env: args.admin_token_env,
+        limits: Limits {
+            decrypt_rate: Rate {
+                per_second: args.decrypt_rate,
+                burst,
+            },
+            skew: Duration::from_secs(args.skew_secs),
+            ..Limits::default()
+        },
+    };
+    config
+        .validate()
+        .map_err(|e| Failure::coded(ErrorCode::InvalidParameter, e.to_string()))?;
+    tapeseal_server::init_logging(false);
+    Ok(tapeseal_lkm::run(config)?)
+}
+
+fn credentials(action: CredentialsAction) -> Outcome {
+    match action {
+        CredentialsAction::Add { id, data } => {
+            let issued = Keyring::open(&DataDir::new(&data.data), true)?.issue_credential(&id)?;
+            print_json(serde_json::to_string_pretty(&issued))
+        }
+        CredentialsAction::Revoke { id, data } => {
+            let store = DataDir::new(&data.data).open_store(false)?;
+            store.revoke_credential(&id, tapeseal_store::time::now_ms())?;
+            eprintln!("revoked credentials '{id}'");
+            Ok(())
+        }
+        CredentialsAction::List { data } => {
+            let store = DataDir::new(&data.data).open_store(false)?;
+            print_json(serde_json::to_string_pretty(&store.credentials()?))
+        }
+    }
+}
+
+fn import(file: &std::path::Path, id: Option<&str>, data: &DataArg) -> Outcome {
+    let key = Zeroizing::new(std::fs::read(file).map_err(|e| Failure::io("cannot read", file, e))?);
+    let keyring = Keyring::open(&DataDir::new(&data.data), true)?;
+    print_json(serde_json::to_string_pretty(
+        &keyring.import_keypair(&key, id)?,
+    ))
+}
+
+/// Prints JSON text (as `serde_json::to_string_pretty` made it) on stdout.
+fn print_json(text: Result<String, serde_json::Error>) -> Outcome {
+    let text = text.map_err(|e| Failure::coded(ErrorCode::Internal, e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

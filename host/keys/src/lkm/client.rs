@@ -1,0 +1,429 @@
+//! The LKM client: asks an organisation's Local Key Manager to decrypt a wrapped DEK
+//! over HTTPS, Hawk-authenticated, naming the acting user in `PureCloud-User-Id`.
+//! Trust is a CA certificate, a pinned certificate fingerprint, or the system's
+//! roots. Failures are typed for the caller: unreachable or overloaded (retried with
+//! backoff, then `Unavailable`), too slow (`Timeout`), rejected credentials or an
+//! unknown key pair (`Failed`), and a DEK the LKM could not decrypt (`Refused`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use reqwest::StatusCode;
+use zeroize::Zeroizing;
+
+use super::wire::{DecryptRequest, DecryptResponse, DecryptType, ErrorBody, USER_ID_HEADER};
+use crate::hawk;
+use crate::service::KeyServiceError;
+
+/// How tapeseal decides the LKM's certificate is the right one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The web PKI roots of the system.
+    System,
+    /// Certificates issued by this CA (PEM).
+    Ca(String),
+    /// Exactly the certificate with this SHA-256 fingerprint (of its DER).
+    Fingerprint([u8; 32]),
+}
+
+impl Trust {
+    /// Parses a fingerprint as hex, with or without `:` separators.
+    pub fn fingerprint(text: &str) -> Option<Self> {
+        let hex_digits: String = text.chars().filter(|c| *c != ':').collect();
+        let bytes = hex::decode(hex_digits.trim()).ok()?;
+        bytes.try_into().ok().map(Self::Fingerprint)
+    }
+}
+
+/// Where an organisation's LKM is and how to talk to it.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The decrypt URL (`https://host:port/key-management/v1/decrypt`).
+    pub decrypt_url: String,
+    /// The Hawk id.
+    pub hawk_id: String,
+    /// The Hawk key.
+    pub hawk_key: Zeroizing<String>,
+    /// How its certificate is trusted.
+    pub trust: Trust,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("decrypt_url", &self.decrypt_url)
+            .field("hawk_id", &self.hawk_id)
+            .field("trust", &self.trust)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times a decrypt is tried when the LKM is unreachable or overloaded.
+const ATTEMPTS: u32 = 3;
+/// The pause before the second try; it quadruples after each.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A client for one LKM.
+pub struct Client {
+    http: reqwest::Client,
+    credentials: hawk::Credentials,
+    url: reqwest::Url,
+    host: String,
+    port: u16,
+    path: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url.as_str())
+            .field("hawk_id", &self.credentials.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> KeyServiceError {
+    KeyServiceError::Failed(message.into())
+}
+
+impl Client {
+    /// A client for `endpoint`. Only `https` URLs are accepted.
+    pub fn new(endpoint: &Endpoint) -> Result<Self, KeyServiceError> {
+        let url = reqwest::Url::parse(&endpoint.decrypt_url)
+            .map_err(|e| invalid(format!("the LKM decrypt URL is not a URL: {e}")))?;
+        if url.scheme() != "https" {
+            return Err(invalid("the LKM decrypt URL must be https"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("the LKM decrypt URL has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let builder = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tapeseal/", env!("CARGO_PKG_VERSION")));
+        let builder = match &endpoint.trust {
+            Trust::System => builder,
+            Trust::Ca(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                    .map_err(|e| invalid(format!("the LKM CA certificate is not PEM: {e}")))?;
+                if certs.is_empty() {
+                    return Err(invalid("the LKM CA certificate is empty"));
+                }
+                builder.tls_certs_only(certs)
+            }
+            Trust::Fingerprint(fingerprint) => builder.tls_backend_preconfigured(
+                pinned::config(*fingerprint)
+                    .map_err(|e| invalid(format!("cannot set up TLS for the LKM: {e}")))?,
+            ),
+        };
+        let http = builder
+            .build()
+            .map_err(|e| invalid(format!("cannot build the LKM client: {e}")))?;
+        let credentials = hawk::credentials(&endpoint.hawk_id, &endpoint.hawk_key)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            http,
+            credentials,
+            url,
+            host,
+            port,
+            path,
+            timeout: endpoint.timeout,
+        })
+    }
+
+    /// Asks the LKM to decrypt `wrapped` with key pair `keypair_id`, on behalf of
+    /// `user_id`. Unreachable, overloaded and 5xx answers are retried with backoff.
+    pub async fn decrypt(
+        &self,
+        keypair_id: &str,
+        wrapped: &[u8],
+        padding: DecryptType,
+        user_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyServiceError> {
+        let request = DecryptRequest {
+            keypair_id: keypair_id.to_string(),
+            body: B64.encode(wrapped),
+            decrypt_type: padding.field(),
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.decrypt_once(&request, user_id).await {
+                Err(e @ KeyServiceError::Unavailable(_)) if attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying the LKM");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn decrypt_once(
+        &self,
+        request: &DecryptRequest,
+        user_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyServiceError> {
+        let authorization =
+            hawk::authorization(&self.credentials, "POST", &self.host, self.port, &self.path)
+                .map_err(|e| KeyServiceError::Internal(e.to_string()))?;
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .header(USER_ID_HEADER, user_id)
+            .json(request)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => return Err(KeyServiceError::Timeout(self.timeout)),
+            Err(e) => {
+                return Err(KeyServiceError::Unavailable(format!(
+                    "cannot reach the LKM at {}:{}: {}",
+                    self.host,
+                    self.port,
+                    error_chain(&e)
+                )));
+            }
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(body) => Zeroizing::new(body.to_vec()),
+            Err(e) if e.is_timeout() => return Err(KeyServiceError::Timeout(self.timeout)),
+            Err(e) => {
+                return Err(KeyServiceError::Unavailable(format!(
+                    "the LKM's answer was cut off: {e}"
+                )));
+            }
+        };
+        if status.is_success() {
+            let answer: DecryptResponse = serde_json::from_slice(&body)
+                .map_err(|_| invalid("the LKM's decrypt answer is not the expected JSON"))?;
+            let answer = Zeroizing::new(answer.body);
+            return B64
+                .decode(answer.as_bytes())
+                .map(Zeroizing::new)
+                .map_err(|_| invalid("the LKM's decrypt answer is not base64"));
+        }
+        let reason = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| format!("{} ({})", b.message, b.code))
+            .unwrap_or_else(|_| "no error body".into());
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => invalid(format!(
+                "the LKM rejected tapeseal's Hawk credentials '{}' (HTTP {}): {reason}",
+                self.credentials.id,
+                status.as_u16()
+            )),
+            StatusCode::NOT_FOUND => invalid(format!(
+                "the LKM has no key pair '{}' (HTTP 404): {reason}",
+                request.keypair_id
+            )),
+            StatusCode::TOO_MANY_REQUESTS => KeyServiceError::Unavailable(format!(
+                "the LKM is rate-limiting (HTTP 429): {reason}"
+            )),
+            s if s.is_server_error() => KeyServiceError::Unavailable(format!(
+                "the LKM failed (HTTP {}): {reason}",
+                s.as_u16()
+            )),
+            s => KeyServiceError::Refused(format!(
+                "the LKM did not decrypt the DEK with key pair '{}' (HTTP {}): {reason}",
+                request.keypair_id,
+                s.as_u16()
+            )),
+        })
+    }
+}
+
+/// An error and its sources, for a log line ("connection refused" is in a source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Certificate pinning: the server's end-entity certificate must have the
+/// configured SHA-256 fingerprint; its handshake signature is still verified.
+mod pinned {
+    use std::sync::Arc;
+
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    struct Pinned {
+        fingerprint: [u8; 32],
+        algorithms: WebPkiSupportedAlgorithms,
+    }
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, end_entity);
+            if aws_lc_rs::constant_time::verify_slices_are_equal(digest.as_ref(), &self.fingerprint)
+                .is_ok()
+            {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(
+                    "the LKM's certificate does not have the pinned fingerprint".into(),
+                ))
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    }
+
+    /// A rustls client configuration that trusts exactly one certificate.
+    pub(super) fn config(fingerprint: [u8; 32]) -> Result<rustls::ClientConfig, rustls::Error> {
+        let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(Pinned {
+            fingerprint,
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// Clients by organisation, rebuilt when the organisation's LKM settings change.
+#[derive(Debug, Default)]
+pub struct Clients {
+    by_org: std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<Client>)>>,
+}
+
+impl Clients {
+    /// The client for `org_id` at settings version `version`, built by `make` when
+    /// there is none or the settings changed.
+    pub fn get(
+        &self,
+        org_id: &str,
+        version: i64,
+        make: impl FnOnce() -> Result<Client, KeyServiceError>,
+    ) -> Result<Arc<Client>, KeyServiceError> {
+        let mut map = self
+            .by_org
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((v, client)) = map.get(org_id)
+            && *v == version
+        {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(make()?);
+        map.insert(org_id.to_string(), (version, client.clone()));
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint {
+            decrypt_url: url.into(),
+            hawk_id: "tapeseal-test".into(),
+            hawk_key: Zeroizing::new("key".into()),
+            trust: Trust::System,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn fingerprints_read_with_or_without_colons() {
+        let hex: String = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(
+            Trust::fingerprint(&hex),
+            Some(Trust::Fingerprint([0xab; 32]))
+        );
+        assert_eq!(
+            Trust::fingerprint(&colons),
+            Some(Trust::Fingerprint([0xab; 32]))
+        );
+        assert_eq!(Trust::fingerprint("abcd"), None);
+        assert_eq!(Trust::fingerprint(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn only_https_urls_with_a_host_make_a_client() {
+        assert!(
+            Client::new(&endpoint(
+                "https://127.0.0.1:8760/key-management/v1/decrypt"
+            ))
+            .is_ok()
+        );
+        for bad in [
+            "http://127.0.0.1/key-management/v1/decrypt",
+            "not a url",
+            "ftp://lkm/x",
+        ] {
+            assert!(
+                matches!(Client::new(&endpoint(bad)), Err(KeyServiceError::Failed(_))),
+                "{bad}"
+            );
+        }
+        let client = Client::new(&endpoint("https://[::1]:9443/kms/decrypt?x=1")).expect("client");
+        assert_eq!(
+            (client.host.as_str(), client.port, client.path.as_str()),
+            ("::1", 9443, "/kms/decrypt?x=1")
+        );
+        assert!(!format!("{client:?}").contains("key\""));
+    }
+}

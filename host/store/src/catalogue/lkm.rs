@@ -1,0 +1,129 @@
+//! Local Key Manager settings: where an organisation's LKM is, and the switch of the
+//! organisation into LKM mode (audited in the same transaction).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::audit::append;
+use super::{AuditEvent, Catalogue, CatalogueError, Result};
+use crate::time::now_ms;
+
+/// An organisation's LKM as the catalogue records it. The Hawk key is sealed (by
+/// the key service, under the master key); the catalogue never sees it in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LkmSettings {
+    /// The organisation.
+    pub org_id: String,
+    /// `https://…/key-management/v1/decrypt`.
+    pub decrypt_url: String,
+    /// The Hawk id.
+    pub hawk_id: String,
+    /// The Hawk key, sealed under the master key.
+    pub sealed_hawk_key: Vec<u8>,
+    /// A CA certificate (PEM) to trust for the LKM, if any.
+    pub ca_pem: Option<String>,
+    /// The SHA-256 fingerprint (hex) of the LKM's certificate to pin, if any.
+    pub fingerprint: Option<String>,
+    /// How long one LKM request may take, in milliseconds.
+    pub timeout_ms: i64,
+    /// Unix milliseconds; also the settings' version (clients are rebuilt when it
+    /// changes).
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for LkmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LkmSettings")
+            .field("org_id", &self.org_id)
+            .field("decrypt_url", &self.decrypt_url)
+            .field("hawk_id", &self.hawk_id)
+            .field("fingerprint", &self.fingerprint)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn settings_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LkmSettings> {
+    Ok(LkmSettings {
+        org_id: row.get(0)?,
+        decrypt_url: row.get(1)?,
+        hawk_id: row.get(2)?,
+        sealed_hawk_key: row.get(3)?,
+        ca_pem: row.get(4)?,
+        fingerprint: row.get(5)?,
+        timeout_ms: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+impl Catalogue {
+    /// Records the organisation's LKM and puts it in LKM mode: new recordings are
+    /// sealed for its registered key pairs from now on; KEKs it had keep working.
+    /// `updated_at` is set here (and returned), later than any earlier version.
+    pub fn set_lkm_settings(&self, settings: &LkmSettings, actor: &str) -> Result<i64> {
+        crate::blocking(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let previous: Option<i64> = tx
+                .query_row(
+                    "SELECT updated_at FROM lkm_settings WHERE org_id = ?1",
+                    params![settings.org_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let updated_at = now_ms().max(previous.map_or(0, |p| p + 1));
+            let changed = tx.execute(
+                "UPDATE orgs SET key_mode = 'lkm' WHERE id = ?1",
+                params![settings.org_id],
+            )?;
+            if changed == 0 {
+                return Err(CatalogueError::NoSuchOrg(settings.org_id.clone()));
+            }
+            tx.execute(
+                "INSERT INTO lkm_settings (org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem,
+                                           fingerprint, timeout_ms, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (org_id) DO UPDATE SET
+                     decrypt_url = excluded.decrypt_url, hawk_id = excluded.hawk_id,
+                     sealed_hawk_key = excluded.sealed_hawk_key, ca_pem = excluded.ca_pem,
+                     fingerprint = excluded.fingerprint, timeout_ms = excluded.timeout_ms,
+                     updated_at = excluded.updated_at",
+                params![
+                    settings.org_id,
+                    settings.decrypt_url,
+                    settings.hawk_id,
+                    settings.sealed_hawk_key,
+                    settings.ca_pem,
+                    settings.fingerprint,
+                    settings.timeout_ms,
+                    updated_at
+                ],
+            )?;
+            append(
+                &tx,
+                &settings.org_id,
+                actor,
+                &AuditEvent::LkmConfigure {
+                    url: &settings.decrypt_url,
+                },
+            )?;
+            tx.commit()?;
+            Ok(updated_at)
+        })
+    }
+
+    /// The organisation's LKM, if it has one.
+    pub fn lkm_settings(&self, org_id: &str) -> Result<Option<LkmSettings>> {
+        crate::blocking(|| {
+            Ok(self
+                .conn()
+                .query_row(
+                    "SELECT org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem, fingerprint,
+                            timeout_ms, updated_at
+                     FROM lkm_settings WHERE org_id = ?1",
+                    params![org_id],
+                    settings_row,
+                )
+                .optional()?)
+        })
+    }
+}
