@@ -41,6 +41,53 @@ pub(crate) enum LkmCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Ask an LKM (this one or any Genesys-style LKM) to decrypt a wrapped DEK, as the
+    /// server does: Hawk-authenticated HTTPS to its decrypt URL. Reads the RSA
+    /// ciphertext (raw bytes) from --in or stdin; prints the DEK as base64.
+    Decrypt(DecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    /// The LKM's decrypt URL (`https://…/key-management/v1/decrypt`).
+    #[arg(long)]
+    url: String,
+    /// The Hawk id.
+    #[arg(long)]
+    hawk_id: String,
+    /// Environment variable holding the Hawk key (`authKey`); never on the command
+    /// line, where other users could see it.
+    #[arg(long, value_name = "VAR")]
+    hawk_key_env: String,
+    /// Trust exactly the certificate with this SHA-256 fingerprint (hex).
+    #[arg(long, conflicts_with = "ca")]
+    fingerprint: Option<String>,
+    /// Trust certificates issued by this CA (PEM file) [default: the system's roots].
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The key pair id.
+    #[arg(long)]
+    keypair: String,
+    /// The OAEP hash the DEK was wrapped with.
+    #[arg(long, value_enum, default_value_t = Oaep::Sha1)]
+    oaep: Oaep,
+    /// The `PureCloud-User-Id` to send.
+    #[arg(long, default_value = "tapeseal-cli")]
+    user_id: String,
+    /// The wrapped DEK [default: stdin].
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    /// Seconds to wait for the LKM.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Oaep {
+    /// RSA-OAEP with SHA-1 (sent without `decryptType`).
+    Sha1,
+    /// RSA-OAEP with SHA-256 (`decryptType: RSA-OAEP-256`).
+    Sha256,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +170,7 @@ pub(crate) fn run(command: LkmCommand) -> Outcome {
         LkmCommand::Serve(args) => serve(args),
         LkmCommand::Credentials { action } => credentials(action),
         LkmCommand::Import { file, id, data } => import(&file, id.as_deref(), &data),
+        LkmCommand::Decrypt(args) => decrypt(&args),
         LkmCommand::Keypairs { data } => {
             let rows = DataDir::new(&data.data).open_store(false)?.keypairs()?;
             let pairs: Vec<_> = rows.iter().map(KeypairRow::to_wire).collect();
@@ -187,6 +235,78 @@ fn import(file: &std::path::Path, id: Option<&str>, data: &DataArg) -> Outcome {
     print_json(serde_json::to_string_pretty(
         &keyring.import_keypair(&key, id)?,
     ))
+}
+
+fn decrypt(args: &DecryptArgs) -> Outcome {
+    use base64::Engine;
+    use std::io::Read;
+    use tapeseal_keys::KeyServiceError;
+    use tapeseal_keys::lkm::wire::DecryptType;
+    use tapeseal_keys::lkm::{Client, Endpoint, Trust};
+
+    let hawk_key = Zeroizing::new(std::env::var(&args.hawk_key_env).map_err(|_| {
+        Failure::coded(
+            ErrorCode::BadRequest,
+            format!("the Hawk key variable {} is not set", args.hawk_key_env),
+        )
+    })?);
+    let trust = match (&args.fingerprint, &args.ca) {
+        (Some(f), _) => Trust::fingerprint(f).ok_or_else(|| {
+            Failure::coded(
+                ErrorCode::BadRequest,
+                "the fingerprint is 64 hex digits (':' allowed)",
+            )
+        })?,
+        (None, Some(ca)) => {
+            Trust::Ca(std::fs::read_to_string(ca).map_err(|e| Failure::io("cannot read", ca, e))?)
+        }
+        (None, None) => Trust::System,
+    };
+    let wrapped = match &args.input {
+        Some(path) => std::fs::read(path).map_err(|e| Failure::io("cannot read", path, e))?,
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| Failure::io("cannot read", std::path::Path::new("stdin"), e))?;
+            bytes
+        }
+    };
+    let endpoint = Endpoint {
+        decrypt_url: args.url.clone(),
+        hawk_id: args.hawk_id.clone(),
+        hawk_key,
+        trust,
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+    };
+    let padding = match args.oaep {
+        Oaep::Sha1 => DecryptType::OaepSha1,
+        Oaep::Sha256 => DecryptType::OaepSha256,
+    };
+    let coded = |e: KeyServiceError| {
+        let code = match &e {
+            KeyServiceError::Unavailable(_) => ErrorCode::KeyServiceUnavailable,
+            KeyServiceError::Timeout(_) => ErrorCode::Timeout,
+            KeyServiceError::Failed(_) => ErrorCode::KeyServiceFailed,
+            KeyServiceError::Refused(_) => ErrorCode::KeyRefused,
+            _ => ErrorCode::Internal,
+        };
+        Failure::coded(code, e.to_string())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::coded(ErrorCode::Internal, e.to_string()))?;
+    let plain = runtime.block_on(async {
+        let client = Client::new(&endpoint)?;
+        client
+            .decrypt(&args.keypair, &wrapped, padding, &args.user_id)
+            .await
+    });
+    let plain = plain.map_err(coded)?;
+    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(plain.as_slice()));
+    println!("{}", text.as_str());
+    Ok(())
 }
 
 /// Prints JSON text (as `serde_json::to_string_pretty` made it) on stdout.

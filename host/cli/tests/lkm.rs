@@ -161,6 +161,39 @@ impl Platform {
     }
 }
 
+/// `tapeseal lkm decrypt`: the server's LKM client from the command line, pinning
+/// the LKM's certificate by `fingerprint`.
+fn cli_decrypt(
+    port: u16,
+    fingerprint: &str,
+    hawk: (&str, &str),
+    id: &str,
+    md: &str,
+    wrapped: &Path,
+) -> Output {
+    Command::new(BIN)
+        .args([
+            "lkm",
+            "decrypt",
+            "--url",
+            &format!("https://127.0.0.1:{port}{DECRYPT}"),
+        ])
+        .args(["--hawk-id", hawk.0, "--hawk-key-env", "TEST_HAWK_KEY"])
+        .args([
+            "--fingerprint",
+            fingerprint,
+            "--keypair",
+            id,
+            "--oaep",
+            md,
+            "--in",
+            path(wrapped),
+        ])
+        .env("TEST_HAWK_KEY", hawk.1)
+        .output()
+        .expect("run tapeseal lkm decrypt")
+}
+
 /// The SHA-256 (hex) of the first certificate in PEM text.
 fn fingerprint(pem: &str) -> String {
     let b64: String = pem
@@ -320,6 +353,22 @@ fn openssl_keys_imported_into_the_lkm_decrypt_what_openssl_wrapped() {
                 .decode(answer["body"].as_str().expect("body"))
                 .expect("base64");
             assert_eq!(plain, std::fs::read(&dek).expect("dek"), "{id} {md}");
+            // The same through the server's own LKM client, on the command line.
+            let out = cli_decrypt(
+                server.port,
+                &printed,
+                ("genesys-org-1", &auth_key),
+                id,
+                md,
+                &wrapped,
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).expect("UTF-8");
+            assert_eq!(B64.decode(text.trim()).expect("base64"), plain, "{id} {md}");
         }
     }
     assert!(server.terminate().success(), "SIGTERM stops it cleanly");
@@ -369,6 +418,33 @@ fn openssl_keys_imported_into_the_lkm_decrypt_what_openssl_wrapped() {
             .decrypt("legacy-pair-pkcs1", &wrapped, None)
             .status(),
         401
+    );
+    // The client says why: the LKM rejected the credentials (exit 5, key_service_failed).
+    let wrapped_file = d.join("wrapped.bin");
+    let out = cli_decrypt(
+        server.port,
+        &printed,
+        ("genesys-org-1", &auth_key),
+        "legacy-pair-pkcs1",
+        "sha1",
+        &wrapped_file,
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected"));
+    // A certificate that is not the pinned one is never talked to.
+    let out = cli_decrypt(
+        server.port,
+        &"00".repeat(32),
+        ("genesys-org-1", &auth_key),
+        "legacy-pair-pkcs1",
+        "sha1",
+        &wrapped_file,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let listed: Vec<Value> = serde_json::from_str(&tapeseal(&[
         "lkm",

@@ -8,7 +8,6 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-
 mod audit;
 mod jobs;
 mod keks;
