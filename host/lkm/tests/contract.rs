@@ -207,9 +207,7 @@ async fn hawk_requests_are_verified_once_and_in_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payload_hash_must_match_the_body() {
-    let lkm = Lkm::start().await;
-    let creds = lkm.credentials("platform-1").await;
-    let pair = lkm.keypair(&creds).await;
+    let (lkm, creds, pair) = Lkm::with_keypair().await;
     let dek = random_dek();
     let body = decrypt_body(
         pair["id"].as_str().expect("id"),
@@ -306,9 +304,7 @@ async fn key_pairs_are_created_listed_and_read() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decrypts_with_oaep_sha1_by_default_and_sha256_when_asked() {
-    let lkm = Lkm::start().await;
-    let creds = lkm.credentials("platform-1").await;
-    let pair = lkm.keypair(&creds).await;
+    let (lkm, creds, pair) = Lkm::with_keypair().await;
     let id = pair["id"].as_str().expect("id");
     let public = pair["publicKey"].as_str().expect("publicKey");
     for (sha256, decrypt_type) in [
@@ -413,9 +409,7 @@ async fn tapeseal_s_own_client_decrypts_through_a_pinned_fingerprint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pkcs1_v15_is_refused_without_being_tried() {
-    let lkm = Lkm::start().await;
-    let creds = lkm.credentials("platform-1").await;
-    let pair = lkm.keypair(&creds).await;
+    let (lkm, creds, pair) = Lkm::with_keypair().await;
     let id = pair["id"].as_str().expect("id");
     let wrapped = wrap(
         pair["publicKey"].as_str().expect("key"),

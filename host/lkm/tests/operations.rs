@@ -53,9 +53,7 @@ async fn the_decrypt_probe_and_health_need_no_credentials() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_request_log_records_who_asked_and_can_be_read_and_cleared() {
-    let lkm = Lkm::start().await;
-    let creds = lkm.credentials("platform-1").await;
-    let pair = lkm.keypair(&creds).await;
+    let (lkm, creds, pair) = Lkm::with_keypair().await;
     let id = pair["id"].as_str().expect("id");
     let wrapped = wrap(
         pair["publicKey"].as_str().expect("key"),

@@ -105,12 +105,24 @@ pub struct TlsConfig {
 }
 
 /// How rewrap jobs run.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
     /// Pause between two recordings of a rewrap job, in milliseconds, to bound the
     /// load a job puts on the repository.
     pub rewrap_pause_ms: u64,
+    /// How long a rewrap job waits for an unreachable or slow key service (an
+    /// organisation's LKM), retrying with backoff, before it stops, in seconds.
+    pub key_service_patience_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            rewrap_pause_ms: 0,
+            key_service_patience_secs: 120,
+        }
+    }
 }
 
 impl Default for Config {

@@ -23,7 +23,7 @@ use super::error::{ApiError, ApiResult, JsonBody};
 use super::keys::unwrap_dek;
 use super::{AppState, Shared};
 use tapeseal_engine::{Recipient, RewrapMode};
-use tapeseal_keys::{Purpose, UnwrapContext};
+use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::AuditEvent;
 use tapeseal_store::catalogue::{Job, JobState, RecordingFilter, RecordingRecord, Role};
 use tapeseal_store::repo::Pinned;
@@ -281,7 +281,7 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 recipient: &recipient,
                 job_id: &job.id,
             };
-            match moved.run().await {
+            match moved.run_patiently().await? {
                 Ok(()) => {
                     state.metrics.rewrapped.inc();
                     progress.done += 1;
@@ -345,6 +345,40 @@ struct Move<'a> {
 }
 
 impl Move<'_> {
+    /// Runs the move; while the key service is at fault (unreachable, slow, or
+    /// rejecting the server's credentials) it waits and tries again, with backoff,
+    /// for up to `key_service_patience_secs`. The outer error stops the whole job
+    /// (this recording and the rest stay on the old KEK, untouched); the inner one
+    /// is this recording's own failure.
+    async fn run_patiently(&self) -> anyhow::Result<anyhow::Result<()>> {
+        let patience = Duration::from_secs(self.state.config.jobs.key_service_patience_secs);
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let outcome = self.run().await;
+            let fault = match &outcome {
+                Err(e) => e
+                    .downcast_ref::<KeyServiceError>()
+                    .filter(|k| k.is_service_fault())
+                    .map(ToString::to_string),
+                Ok(()) => None,
+            };
+            let Some(fault) = fault else {
+                return Ok(outcome);
+            };
+            if started.elapsed() + backoff > patience {
+                anyhow::bail!(
+                    "stopped after {} s without the key service ({fault}); the remaining \
+                     recordings are untouched: run the job again once it answers",
+                    started.elapsed().as_secs()
+                );
+            }
+            tracing::warn!(recording_id = %self.record.id, error = %fault, ?backoff, "key service fault; the rewrap job waits");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
     async fn run(&self) -> anyhow::Result<()> {
         let (state, record) = (self.state, self.record);
         let to = self.recipient.kek_id.as_str();

@@ -278,3 +278,53 @@ fn lkm_settings_are_checked_and_the_hawk_key_is_never_shown() {
         "sealed at rest"
     );
 }
+
+#[test]
+fn a_rewrap_job_waits_for_an_unreachable_lkm_then_stops_and_touches_nothing() {
+    let (dir, data, acme) = fixture();
+    let lkm_dir = dir.path().join("lkm");
+    let lkm = Lkm::start(&lkm_dir);
+    let credentials = lkm.credentials("tapeseal-server");
+    let server = Server::start(&data, "[jobs]\nkey_service_patience_secs = 2");
+    let api = server.api();
+    configure(&api, &acme, &lkm, &credentials);
+    let first = lkm.create_keypair();
+    expect_json(register(&api, &acme, &first), 201);
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| noise(30_000, 10 + i)).collect();
+    let ids = crate::keys::ingest_all(&api, &acme.recorder, "call", &bodies);
+    expect_json(register(&api, &acme, &lkm.create_keypair()), 201);
+
+    // The LKM goes away: the job retries for its patience, then stops, blaming the
+    // key service, with no recording counted as failed and none moved.
+    lkm.stop();
+    let rewrap = json!({"from_kek_id": first["id"]});
+    let job = expect_json(api.post_json(&acme.admin, "/v1/jobs/rewrap", &rewrap), 202);
+    let job_id = job["id"].as_str().expect("id").to_string();
+    let started = Instant::now();
+    let job = api.wait_for_job(&acme.admin, &job_id);
+    assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["progress"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("key service")),
+        "{job}"
+    );
+    assert_eq!(job["progress"]["done"], 0, "{job}");
+    assert_eq!(job["progress"]["failed"], 0, "{job}");
+    for id in &ids {
+        let meta = expect_json(api.get(&acme.admin, &format!("/v1/recordings/{id}")), 200);
+        assert_eq!(meta["kek_id"], first["id"]);
+    }
+
+    // Back: the same job run again moves everything and retires the old key pair.
+    let lkm = Lkm::start(&lkm_dir);
+    configure(&api, &acme, &lkm, &credentials);
+    let job = expect_json(api.post_json(&acme.admin, "/v1/jobs/rewrap", &rewrap), 202);
+    let job = api.wait_for_job(&acme.admin, job["id"].as_str().expect("id"));
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["progress"]["done"], 3, "{job}");
+    for (id, body) in ids.iter().zip(&bodies) {
+        assert_eq!(&api.content(&acme.player, id), body);
+    }
+}

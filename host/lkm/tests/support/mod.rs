@@ -46,6 +46,15 @@ impl Lkm {
         Self::start_with(Limits::default()).await
     }
 
+    /// An LKM with Hawk credentials `platform-1` and one key pair: what most
+    /// contract tests start from.
+    pub async fn with_keypair() -> (Self, hawk::Credentials, Value) {
+        let lkm = Self::start().await;
+        let creds = lkm.credentials("platform-1").await;
+        let pair = lkm.keypair(&creds).await;
+        (lkm, creds, pair)
+    }
+
     /// Starts an LKM with `limits`.
     pub async fn start_with(limits: Limits) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
