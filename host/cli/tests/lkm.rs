@@ -35,6 +35,30 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Wraps the file `dek` for the public key in `public` (PEM) with RSA-OAEP, `md`
+/// (`sha1` or `sha256`) for both the hash and MGF1, into `wrapped`: what a platform
+/// does with an LKM's public key.
+fn openssl_wrap(public: &Path, dek: &Path, wrapped: &Path, md: &str) {
+    let (oaep_md, mgf1_md) = (format!("rsa_oaep_md:{md}"), format!("rsa_mgf1_md:{md}"));
+    openssl(&[
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        path(public),
+        "-in",
+        path(dek),
+        "-out",
+        path(wrapped),
+        "-pkeyopt",
+        "rsa_padding_mode:oaep",
+        "-pkeyopt",
+        &oaep_md,
+        "-pkeyopt",
+        &mgf1_md,
+    ]);
+}
+
 /// Runs `tapeseal`, asserting success; its stdout.
 fn tapeseal(args: &[&str]) -> String {
     let out = run(BIN, args);
@@ -328,23 +352,7 @@ fn openssl_keys_imported_into_the_lkm_decrypt_what_openssl_wrapped() {
             let dek = d.join("dek.bin");
             let wrapped = d.join("wrapped.bin");
             openssl(&["rand", "-out", path(&dek), "32"]);
-            openssl(&[
-                "pkeyutl",
-                "-encrypt",
-                "-pubin",
-                "-inkey",
-                path(&public),
-                "-in",
-                path(&dek),
-                "-out",
-                path(&wrapped),
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                &format!("rsa_oaep_md:{md}"),
-                "-pkeyopt",
-                &format!("rsa_mgf1_md:{md}"),
-            ]);
+            openssl_wrap(&public, &dek, &wrapped, md);
             let answer =
                 platform.decrypt(id, &std::fs::read(&wrapped).expect("wrapped"), decrypt_type);
             assert_eq!(answer.status(), 200, "{id} {md}");
@@ -381,23 +389,7 @@ fn openssl_keys_imported_into_the_lkm_decrypt_what_openssl_wrapped() {
     let public = d.join("legacy-pair-pkcs1.pub.pem");
     let dek = d.join("dek.bin");
     let wrapped = d.join("wrapped.bin");
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-pubin",
-        "-inkey",
-        path(&public),
-        "-in",
-        path(&dek),
-        "-out",
-        path(&wrapped),
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-        "-pkeyopt",
-        "rsa_oaep_md:sha1",
-        "-pkeyopt",
-        "rsa_mgf1_md:sha1",
-    ]);
+    openssl_wrap(&public, &dek, &wrapped, "sha1");
     let wrapped = std::fs::read(&wrapped).expect("wrapped");
     assert_eq!(
         platform
