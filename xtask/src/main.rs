@@ -20,10 +20,12 @@ commands:
   ci                 run every check CI runs (installs rustup targets and components first)
   vectors [--check]  regenerate tests/vectors/ from fixed seeds, or check they are current
   bench              run the criterion benchmarks of the core, the wasmtime engine, the
-                     key unwrap and the server over loopback HTTP,
+                     key unwrap, a DEK unwrapped through the reference LKM and
+                     the server over loopback HTTP,
                      then the npm package's seal/open throughput in Node and Chromium
-  demo [--check]     run the recording server on 127.0.0.1 with a demo organisation and
-                     sample recordings (data in target/demo/); --check stops after
+  demo [--check]     run the recording server and the reference LKM on 127.0.0.1 with
+                     two demo organisations (managed keys, LKM) and sample
+                     recordings (data in target/demo/); --check stops after
                      checking playback instead of serving until Ctrl-C
   npm [--test]       build the npm package into target/npm/tapeseal and pack it;
                      with --test, also run its Node, Chromium and consumer tests";
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
                     "tapeseal-engine",
                     "-p",
                     "tapeseal-keys",
+                    "-p",
+                    "tapeseal-lkm",
                     "-p",
                     "tapeseal",
                     "--",
