@@ -110,6 +110,27 @@ impl Nonces {
         }
     }
 
+    /// Remembers nonces a previous run accepted, from the request log: `(id, nonce,
+    /// accepted at, Unix ms)`, as of `now_ms`. Each is remembered for what is left of
+    /// its window, so a request captured before a restart is still refused after it.
+    pub(crate) fn seed(&self, accepted: Vec<(String, String, i64)>, now_ms: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        for (id, nonce, at) in accepted {
+            let age = Duration::from_millis(u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0));
+            if let Some(left) = self.ttl.checked_sub(age)
+                && seen.expiry.len() < self.max
+            {
+                seen.expiry.insert((id, nonce), now + left);
+            }
+        }
+    }
+
+    /// The window nonces are remembered for.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Accepts `(id, nonce)` the first time it is seen within the window.
     fn first_use(&self, id: &str, nonce: &str, now: Instant) -> Result<(), Denied> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -210,6 +231,7 @@ async fn hawk_caller(state: &Shared, request: &Incoming, value: &str) -> Result<
         .nonces
         .first_use(&id, &nonce, Instant::now())
         .map_err(|denied| denied.reply(Some(&id)))?;
+    request.noted.nonce(&nonce);
     Ok(id)
 }
 

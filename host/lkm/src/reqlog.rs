@@ -24,6 +24,7 @@ const MAX_FIELD: usize = 256;
 struct Fields {
     credential_id: Option<String>,
     keypair_id: Option<String>,
+    nonce: Option<String>,
 }
 
 /// What handlers learn about a request that the log records.
@@ -43,6 +44,11 @@ impl Noted {
     /// The key pair the request concerns.
     pub(crate) fn keypair(&self, id: &str) {
         self.fields().keypair_id = Some(clip(id));
+    }
+
+    /// The accepted Hawk nonce (at most 256 bytes, as the header parser allows).
+    pub(crate) fn nonce(&self, nonce: &str) {
+        self.fields().nonce = Some(nonce.to_string());
     }
 }
 
@@ -96,6 +102,7 @@ pub(crate) async fn record(
         user_id,
         keypair_id: fields.keypair_id,
         status,
+        nonce: fields.nonce,
     };
     let keep = state.limits.request_log_max;
     let keyring = state.keyring.clone();

@@ -14,7 +14,10 @@ use tapeseal_keys::lkm::wire::{Keypair, RequestLogEntry};
 use crate::error::{LkmError, Result};
 
 /// Migrations in order; the store records the highest it has applied.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("002_request_nonces.sql")),
+];
 
 /// A key pair as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -104,6 +107,9 @@ pub struct LogRecord {
     pub keypair_id: Option<String>,
     /// The status answered.
     pub status: u16,
+    /// The Hawk nonce, once accepted (never shown; it seeds the replay check after a
+    /// restart).
+    pub nonce: Option<String>,
 }
 
 /// Which request-log entries to read (times inclusive, Unix milliseconds).
@@ -333,8 +339,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO request_log (time, method, path, credential_id, user_id, keypair_id, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO request_log (time, method, path, credential_id, user_id, keypair_id, status,
+                                      nonce)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 record.time,
                 record.method,
@@ -342,7 +349,8 @@ impl Store {
                 record.credential_id,
                 record.user_id,
                 record.keypair_id,
-                record.status
+                record.status,
+                record.nonce
             ],
         )?;
         let newest = tx.last_insert_rowid();
@@ -383,6 +391,19 @@ impl Store {
                 })
             },
         )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The `(credential id, nonce, time)` of the authenticated requests logged at or
+    /// after `since` (Unix milliseconds): what a restarted LKM must still refuse to
+    /// see again.
+    pub fn nonces_since(&self, since: i64) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT credential_id, nonce, time FROM request_log
+             WHERE time >= ?1 AND credential_id IS NOT NULL AND nonce IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -489,6 +510,7 @@ mod tests {
                 user_id: Some(format!("u{time}")),
                 keypair_id: None,
                 status: 200,
+                nonce: None,
             };
             store.append_log(&record, 4).expect("append");
         }

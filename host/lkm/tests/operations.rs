@@ -194,3 +194,45 @@ async fn decrypts_are_rate_limited_per_credential() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nonce_accepted_before_a_restart_is_still_refused_after_it() {
+    let (lkm, creds, _pair) = Lkm::with_keypair().await;
+    let captured = lkm.hawk(&creds, "GET", KEYPAIR);
+    let first = lkm
+        .request(Method::GET, KEYPAIR)
+        .header("Authorization", &captured)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(first.status(), 200);
+
+    // Another LKM process starts on the same data directory (a restart, or a second
+    // instance) with an empty nonce cache; the request is replayed to it, addressed
+    // as the original was (the MAC covers the Host header's host and port).
+    let config = tapeseal_lkm::Config {
+        data_dir: lkm.data.clone(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..tapeseal_lkm::Config::default()
+    };
+    let bound = tapeseal_lkm::bind(&config).await.expect("bind");
+    let url = bound.url();
+    tokio::spawn(bound.serve(std::future::pending()));
+    let replay = |authorization: String| {
+        lkm.client
+            .get(format!("{url}{KEYPAIR}"))
+            .header("Host", format!("127.0.0.1:{}", lkm.port))
+            .header("Authorization", authorization)
+            .send()
+    };
+    // A fresh header for the original address is accepted by the new process...
+    let fresh = replay(lkm.hawk(&creds, "GET", KEYPAIR))
+        .await
+        .expect("send");
+    assert_eq!(fresh.status(), 200);
+    // ...and the captured one is refused as a replay, not as a bad MAC.
+    let replayed = replay(captured).await.expect("send");
+    let (code, message) = support::error_of(replayed, 401).await;
+    assert_eq!(code, "unauthorized");
+    assert!(message.contains("nonce was already used"), "{message}");
+}
