@@ -58,7 +58,10 @@ pub async fn bind(config: &Config) -> Result<Bound> {
     // Nonces accepted before a restart stay refused for the rest of their window.
     let now = tapeseal_store::time::now_ms();
     let window = i64::try_from(state.nonces.ttl().as_millis()).unwrap_or(i64::MAX);
-    let accepted = state.keyring.store().nonces_since(now.saturating_sub(window))?;
+    let accepted = state
+        .keyring
+        .store()
+        .nonces_since(now.saturating_sub(window))?;
     state.nonces.seed(accepted, now);
     Ok(Bound {
         listener,
