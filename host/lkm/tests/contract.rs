@@ -100,19 +100,9 @@ async fn hawk_requests_are_verified_once_and_in_time() {
 
     // The same Authorization header twice: the nonce is spent.
     let value = lkm.hawk(&creds, "GET", KEYPAIR);
-    let first = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", &value)
-        .send()
-        .await
-        .expect("send");
+    let first = lkm.authorized(Method::GET, KEYPAIR, &value).await;
     assert_eq!(first.status(), 200);
-    let replay = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", &value)
-        .send()
-        .await
-        .expect("send");
+    let replay = lkm.authorized(Method::GET, KEYPAIR, &value).await;
     let (code, message) = error_of(replay, 401).await;
     assert_eq!(code, "unauthorized");
     assert!(message.contains("nonce"), "{message}");
@@ -126,12 +116,7 @@ async fn hawk_requests_are_verified_once_and_in_time() {
         .expect("send");
     assert!(error_of(bad_mac, 401).await.1.contains("MAC"));
     let other_path = lkm.hawk(&creds, "GET", LOG);
-    let moved = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", other_path)
-        .send()
-        .await
-        .expect("send");
+    let moved = lkm.authorized(Method::GET, KEYPAIR, &other_path).await;
     assert!(error_of(moved, 401).await.1.contains("MAC"));
 
     // Timestamps more than 60 s off, either way.
@@ -142,12 +127,7 @@ async fn hawk_requests_are_verified_once_and_in_time() {
             SystemTime::now() + Duration::from_secs(120)
         };
         let stale = lkm.hawk_at(&creds, "GET", KEYPAIR, ts, &format!("stale{offset}"));
-        let answer = lkm
-            .request(Method::GET, KEYPAIR)
-            .header("Authorization", stale)
-            .send()
-            .await
-            .expect("send");
+        let answer = lkm.authorized(Method::GET, KEYPAIR, &stale).await;
         let (code, message) = error_of(answer, 401).await;
         assert_eq!(code, "unauthorized");
         assert!(message.contains("stale"), "offset {offset}: {message}");
@@ -159,12 +139,7 @@ async fn hawk_requests_are_verified_once_and_in_time() {
         SystemTime::now() - Duration::from_secs(30),
         "recent",
     );
-    let answer = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", recent)
-        .send()
-        .await
-        .expect("send");
+    let answer = lkm.authorized(Method::GET, KEYPAIR, &recent).await;
     assert_eq!(answer.status(), 200, "30 s of skew is within the window");
 
     // An id the LKM never issued, and a malformed header.
@@ -177,19 +152,9 @@ async fn hawk_requests_are_verified_once_and_in_time() {
     assert_eq!(error_code(answer, 401).await, "unauthorized");
     // A timestamp the hawk crate would overflow on is malformed, not a crash.
     let absurd = "Hawk id=\"platform-1\", ts=\"18446744073709551615\", nonce=\"n1\", mac=\"AAAA\"";
-    let answer = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", absurd)
-        .send()
-        .await
-        .expect("send");
+    let answer = lkm.authorized(Method::GET, KEYPAIR, absurd).await;
     assert_eq!(error_code(answer, 401).await, "unauthorized");
-    let garbage = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", "Hawk nonsense")
-        .send()
-        .await
-        .expect("send");
+    let garbage = lkm.authorized(Method::GET, KEYPAIR, "Hawk nonsense").await;
     assert_eq!(error_code(garbage, 401).await, "unauthorized");
 
     // Revoked offline, while the LKM runs: refused from the next request on.

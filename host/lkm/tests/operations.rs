@@ -36,14 +36,7 @@ async fn the_decrypt_probe_and_health_need_no_credentials() {
     assert_eq!(error_code(nowhere, 404).await, "not_found");
     let wrong_method = lkm.request(Method::PUT, HEALTH).send().await.expect("send");
     assert_eq!(error_code(wrong_method, 405).await, "method_not_allowed");
-    let log: Vec<RequestLogEntry> = lkm
-        .admin(Method::GET, LOG)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let log: Vec<RequestLogEntry> = lkm.admin_log().await;
     assert!(
         log.iter()
             .all(|e| e.path != HEALTH && e.method != "OPTIONS"),
@@ -120,14 +113,7 @@ async fn the_request_log_records_who_asked_and_can_be_read_and_cleared() {
 
     let cleared = lkm.admin(Method::DELETE, LOG).send().await.expect("send");
     assert_eq!(cleared.status(), 204);
-    let after: Vec<RequestLogEntry> = lkm
-        .admin(Method::GET, LOG)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let after: Vec<RequestLogEntry> = lkm.admin_log().await;
     let paths: Vec<(&str, u16)> = after
         .iter()
         .map(|e| (e.method.as_str(), e.status))
@@ -199,12 +185,7 @@ async fn decrypts_are_rate_limited_per_credential() {
 async fn a_nonce_accepted_before_a_restart_is_still_refused_after_it() {
     let (lkm, creds, _pair) = Lkm::with_keypair().await;
     let captured = lkm.hawk(&creds, "GET", KEYPAIR);
-    let first = lkm
-        .request(Method::GET, KEYPAIR)
-        .header("Authorization", &captured)
-        .send()
-        .await
-        .expect("send");
+    let first = lkm.authorized(Method::GET, KEYPAIR, &captured).await;
     assert_eq!(first.status(), 200);
 
     // Another LKM process starts on the same data directory (a restart, or a second

@@ -176,6 +176,26 @@ impl Lkm {
 }
 
 impl Lkm {
+    /// A request to `path` carrying exactly this `Authorization` value, sent.
+    pub async fn authorized(&self, method: Method, path: &str, authorization: &str) -> Response {
+        self.request(method, path)
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// The request log, read with the admin token.
+    pub async fn admin_log(&self) -> Vec<tapeseal_keys::lkm::wire::RequestLogEntry> {
+        let answer = self
+            .admin(Method::GET, "/key-management/v1/request-log")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(answer.status(), 200);
+        answer.json().await.expect("log")
+    }
+
     /// `GET /request-log` with `query` (`?…` or empty), signed by `creds`.
     pub async fn read_log(
         &self,
