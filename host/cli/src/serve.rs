@@ -30,6 +30,10 @@ pub(crate) struct ServeArgs {
     /// Largest accepted upload in bytes [default: 4 GiB].
     #[arg(long)]
     max_upload_bytes: Option<u64>,
+    /// Serve the browser pages from this directory at `/` (as `cargo xtask www`
+    /// assembles it: www/ plus the npm package's web build in pkg/).
+    #[arg(long)]
+    www: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -72,6 +76,9 @@ pub(crate) fn serve(args: ServeArgs) -> Outcome {
     }
     if let Some(max) = args.max_upload_bytes {
         config.max_upload_bytes = max;
+    }
+    if let Some(www) = args.www {
+        config.www.dir = Some(www);
     }
     config
         .validate()

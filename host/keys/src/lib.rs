@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod dispatch;
+pub mod grant;
 pub mod hawk;
 pub mod kek;
 pub mod lkm;

@@ -43,6 +43,35 @@ pub struct Config {
     pub metrics_token_env: Option<String>,
     /// Concurrency limits and timeouts.
     pub limits: LimitsConfig,
+    /// Browser playback grants.
+    pub grants: GrantsConfig,
+    /// The browser pages.
+    pub www: WwwConfig,
+}
+
+/// Browser playback grants (organisations whose LKM takes them).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// How long a grant lives, in seconds (1 to 600). The page uses it at once, so
+    /// it only has to cover the round trip to the LKM and clock skew.
+    pub ttl_secs: u64,
+}
+
+impl Default for GrantsConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 60 }
+    }
+}
+
+/// The browser pages (playback and Encryption Keys admin).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WwwConfig {
+    /// The directory of pages to serve at `/` (the `www/` folder with the npm
+    /// package's web build in `pkg/`, as `cargo xtask www` assembles it); none:
+    /// no pages, only the API.
+    pub dir: Option<PathBuf>,
 }
 
 /// How much the server takes on at once, and how long it waits for slow clients.
@@ -141,6 +170,8 @@ impl Default for Config {
             operator_token_env: None,
             metrics_token_env: None,
             limits: LimitsConfig::default(),
+            grants: GrantsConfig::default(),
+            www: WwwConfig::default(),
         }
     }
 }
@@ -183,6 +214,11 @@ impl Config {
         anyhow::ensure!(
             l.header_read_timeout_secs > 0 && l.body_idle_timeout_secs > 0,
             "limits: timeouts must be positive"
+        );
+        anyhow::ensure!(
+            (1..=tapeseal_keys::grant::MAX_TTL_SECS).contains(&self.grants.ttl_secs),
+            "grants: ttl_secs must be 1 to {}",
+            tapeseal_keys::grant::MAX_TTL_SECS
         );
         Ok(())
     }

@@ -29,6 +29,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
@@ -38,6 +39,7 @@ pub mod openapi;
 pub mod playback;
 pub mod range;
 pub mod recordings;
+pub mod www;
 
 pub use config::Config;
 
@@ -163,7 +165,7 @@ pub fn router(state: Shared) -> Router {
         .merge(lkm::routes())
         .merge(jobs::routes())
         .merge(admin::routes())
-        .fallback(|| async { error::ApiError::not_found("route") })
+        .fallback(www::page)
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
                 tapeseal_core::ErrorCode::MethodNotAllowed,

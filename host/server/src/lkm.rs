@@ -28,6 +28,7 @@ pub fn routes() -> axum::Router<Shared> {
     axum::Router::new()
         .route("/v1/lkm", get(settings).put(configure))
         .route("/v1/lkm/keypairs", post(register))
+        .route("/v1/lkm/grant-key", post(register_grant_key))
 }
 
 /// Where the organisation's LKM is and how it is reached.
@@ -49,6 +50,10 @@ pub struct LkmRequest {
     /// 30000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// The LKM's browser-decrypt URL as browsers reach it (for playback grants);
+    /// default: the decrypt URL with `browser-decrypt` for `decrypt`.
+    #[serde(default)]
+    pub browser_url: Option<String>,
 }
 
 impl std::fmt::Debug for LkmRequest {
@@ -77,6 +82,15 @@ pub struct LkmView {
     pub timeout_ms: i64,
     /// Unix milliseconds.
     pub updated_at: i64,
+    /// Whether browsers get playback grants (the LKM accepted this server's grant
+    /// key); otherwise recordings play through the server.
+    pub browser_grants: bool,
+    /// Where browsers present grants.
+    pub browser_url: Option<String>,
+    /// The grant key's id (the first 8 bytes of its SHA-256, hex).
+    pub grant_key_id: Option<String>,
+    /// Why the LKM did not accept the grant key, the last time it was asked.
+    pub grants_error: Option<String>,
 }
 
 /// A key pair of the LKM to seal new recordings for.
@@ -109,6 +123,10 @@ fn current_view(state: &Shared, org_id: &str) -> ApiResult<LkmView> {
         fingerprint: record.fingerprint,
         timeout_ms: record.timeout_ms,
         updated_at: record.updated_at,
+        browser_grants: record.grants.registered_at.is_some(),
+        browser_url: record.grants.browser_url,
+        grant_key_id: record.grants.key_id,
+        grants_error: record.grants.error,
     })
 }
 
@@ -152,6 +170,10 @@ pub async fn configure(
         timeout: body
             .timeout_ms
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+        browser_url: body
+            .browser_url
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty()),
     };
     state
         .keys
@@ -162,6 +184,50 @@ pub async fn configure(
             other => other.into(),
         })?;
     tracing::info!(url = %settings.decrypt_url, "LKM configured");
+    try_grant_key(&state, &auth).await;
+    Ok(Json(current_view(&state, auth.org())?))
+}
+
+/// Registers the grant key with the LKM, keeping the settings if the LKM cannot be
+/// reached now (the outcome is recorded and shown; it is tried again when a key pair
+/// is registered, or with `POST /v1/lkm/grant-key`).
+async fn try_grant_key(state: &Shared, auth: &Auth) {
+    match state
+        .keys
+        .lkm()
+        .register_grant_key(auth.org(), auth.actor())
+        .await
+    {
+        Ok(true) => tracing::info!("the LKM accepted the grant key: browsers get grants"),
+        Ok(false) => {
+            tracing::info!("the LKM has no browser decrypt: recordings play through the server")
+        }
+        Err(e) => tracing::warn!(error = %e, "the LKM did not take the grant key"),
+    }
+}
+
+/// Register (again) this server's playback-grant key with the organisation's LKM,
+/// so that browsers can ask the LKM for DEKs themselves.
+#[utoipa::path(
+    post, path = "/v1/lkm/grant-key", tag = "keys",
+    responses(
+        (status = 200, description = "The settings; `browser_grants` says whether the LKM took the key", body = LkmView),
+        (status = 409, description = "No LKM configured", body = super::error::ErrorBody),
+        (status = 502, description = "The LKM refused the key or the credentials", body = super::error::ErrorBody),
+        (status = 503, description = "The LKM cannot be reached", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn register_grant_key(
+    State(state): State<Shared>,
+    auth: Auth,
+) -> ApiResult<Json<LkmView>> {
+    auth.require(&[Role::Admin])?;
+    state
+        .keys
+        .lkm()
+        .register_grant_key(auth.org(), auth.actor())
+        .await?;
     Ok(Json(current_view(&state, auth.org())?))
 }
 
@@ -201,6 +267,14 @@ pub async fn register(
         .register(auth.org(), body.id.trim(), &public_key, auth.actor())
         .await?;
     tracing::info!(kek_id = %kek.id, algorithm = kek.algorithm.name(), "LKM key pair registered");
+    let grants_on = state
+        .keys
+        .lkm()
+        .settings(auth.org())?
+        .is_some_and(|s| s.grants.registered_at.is_some());
+    if !grants_on {
+        try_grant_key(&state, &auth).await;
+    }
     let record = state.catalogue.kek(auth.org(), &kek.id)?.ok_or_else(|| {
         ApiError::internal(&"the registered key pair is missing from the catalogue")
     })?;

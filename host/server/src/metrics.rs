@@ -77,6 +77,8 @@ pub struct Metrics {
     pub opens: Counter,
     /// DEK unwraps with a private KEK.
     pub unwraps: Counter,
+    /// Browser playback grants issued (the LKM unwraps for the browser).
+    pub grants: Counter,
     /// KEK rotations (scheduled or on demand).
     pub rotations: Counter,
     /// Recordings moved to another KEK by rewrap jobs.
@@ -123,6 +125,11 @@ impl Metrics {
                 &self.opens,
             ),
             ("tapeseal_unwraps_total", "DEKs unwrapped.", &self.unwraps),
+            (
+                "tapeseal_grants_total",
+                "Browser playback grants issued.",
+                &self.grants,
+            ),
             (
                 "tapeseal_rotations_total",
                 "KEK rotations.",

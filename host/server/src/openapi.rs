@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, jobs, keys, lkm, playback, recordings};
+use super::{admin, error, grants, jobs, keys, lkm, playback, recordings};
 use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
 
 #[derive(OpenApi)]
@@ -16,14 +16,15 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
         recordings::ingest, recordings::list, recordings::metadata, playback::content,
         playback::envelope,
         keys::list, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
-        lkm::settings, lkm::configure, lkm::register,
+        lkm::settings, lkm::configure, lkm::register, lkm::register_grant_key,
+        grants::playback,
         jobs::create_rewrap, jobs::list, jobs::one,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,
         admin::list_tokens, admin::revoke_token, admin::audit,
     ),
     components(schemas(
         recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
-        lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair,
+        lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair, grants::PlaybackView, grants::GrantView,
         admin::Health, admin::NewOrg, admin::CreatedOrg, admin::NewTokenRequest, admin::CreatedToken,
         error::ErrorBody, error::ErrorDetail, AuditEntry, Job, JobState, Org, TokenInfo,
     )),

@@ -14,7 +14,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use tapeseal_core::Dek;
-use tapeseal_engine::HeaderInfo;
+use tapeseal_engine::{HeaderInfo, Inspection};
 use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::{AuditEvent, RecordingRecord, Role};
 use tapeseal_store::repo::{Pinned, ReadError};
@@ -150,22 +150,8 @@ pub async fn content(
     let unreadable = |e: &dyn std::fmt::Display| ApiError::unreadable(&record.id, e);
     // Guest work starts here: a place under the limits first, or a prompt 503.
     let permit = state.limits.admit(auth.org()).await?;
-    // One version of the envelope for the whole read: a rewrap replacing it meanwhile
-    // does not mix its header with this one's chunks.
-    let pinned = state
-        .repo
-        .pin(&record.object_path)
-        .await
-        .map_err(|e| unreadable(&e))?;
-    let header = pinned.read_header().await.map_err(|e| unreadable(&e))?;
+    let (pinned, header, info) = pinned_header(&state, &record).await?;
     let size = pinned.size();
-    let info = state.runtime.inspect(&header).map_err(|e| match e {
-        tapeseal_engine::HostError::Guest { .. } => unreadable(&e),
-        other => ApiError::from(other),
-    })?;
-    if info.header.org_id != record.org_id || info.header.recording_id != record.id {
-        return Err(unreadable(&"the envelope header names another recording"));
-    }
     // A failed decrypt is audited too: who tried, and that it failed.
     let failed = |e: &dyn std::fmt::Display| {
         let _ = state.catalogue.audit(
@@ -265,6 +251,30 @@ pub async fn content(
     });
     let stream = futures::stream::iter(first.map(Ok)).chain(rest);
     ranged_response(&record.content_type, range, len, Body::from_stream(stream))
+}
+
+/// One version of a recording's envelope (a rewrap replacing it meanwhile does not
+/// mix its header with this one's chunks), its header bytes, and what the guest
+/// reads in them, checked to name this recording. The caller holds a guest place.
+pub(super) async fn pinned_header(
+    state: &AppState,
+    record: &RecordingRecord,
+) -> ApiResult<(Pinned, Vec<u8>, Inspection)> {
+    let unreadable = |e: &dyn std::fmt::Display| ApiError::unreadable(&record.id, e);
+    let pinned = state
+        .repo
+        .pin(&record.object_path)
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let header = pinned.read_header().await.map_err(|e| unreadable(&e))?;
+    let info = state.runtime.inspect(&header).map_err(|e| match e {
+        tapeseal_engine::HostError::Guest { .. } => unreadable(&e),
+        other => ApiError::from(other),
+    })?;
+    if info.header.org_id != record.org_id || info.header.recording_id != record.id {
+        return Err(unreadable(&"the envelope header names another recording"));
+    }
+    Ok((pinned, header, info))
 }
 
 /// A recording's DEK and the id of the key that unwrapped it: the organisation's

@@ -37,6 +37,10 @@ pub fn routes() -> axum::Router<Shared> {
             "/v1/recordings/{id}/envelope",
             get(super::playback::envelope),
         )
+        .route(
+            "/v1/recordings/{id}/playback",
+            axum::routing::post(super::grants::playback),
+        )
 }
 
 /// Screen recordings: protected by storage-side encryption (the server's storage

@@ -10,7 +10,7 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("catalogue.sqlite3");
     let catalogue = Catalogue::open(&path).expect("open");
-    assert_eq!(catalogue.schema_version().expect("version"), 3);
+    assert_eq!(catalogue.schema_version().expect("version"), 4);
     let org = catalogue
         .create_org("Acme Contact Centre", "test")
         .expect("org");
@@ -20,7 +20,7 @@ fn migrations_apply_once_and_survive_reopening() {
     drop(catalogue);
 
     let reopened = Catalogue::open(&path).expect("reopen");
-    assert_eq!(reopened.schema_version().expect("version"), 3);
+    assert_eq!(reopened.schema_version().expect("version"), 4);
     assert_eq!(reopened.find_org(&org.id).expect("by id"), org);
     assert_eq!(
         reopened
@@ -57,7 +57,7 @@ fn a_newer_catalogue_is_refused_rather_than_misread() {
             err,
             CatalogueError::TooNew {
                 found: 99,
-                known: 3
+                known: 4
             }
         ),
         "{err}"
@@ -169,7 +169,7 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
     drop(v1);
 
     let catalogue = Catalogue::open(&path).expect("migrate");
-    assert_eq!(catalogue.schema_version().expect("version"), 3);
+    assert_eq!(catalogue.schema_version().expect("version"), 4);
     let seqs = |org: &str| -> Vec<(i64, String)> {
         catalogue
             .audit_log(org, &AuditFilter::default())
@@ -278,7 +278,7 @@ fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
 
 #[test]
 fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
-    use tapeseal_store::catalogue::LkmSettings;
+    use tapeseal_store::catalogue::{GrantSettings, LkmSettings};
     let dir = tempfile::tempdir().expect("tempdir");
     let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
     let org = catalogue.create_org("Acme", "test").expect("org");
@@ -294,6 +294,13 @@ fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
         fingerprint: Some("ab".repeat(32)),
         timeout_ms: 5000,
         updated_at: 0,
+        grants: GrantSettings {
+            browser_url: Some("https://lkm.example/key-management/v1/browser-decrypt".into()),
+            sealed_key: Some(vec![9; 48]),
+            key_id: Some("k1".into()),
+            registered_at: None,
+            error: None,
+        },
     };
     let first = catalogue.set_lkm_settings(&settings, "admin").expect("set");
     settings.timeout_ms = 2000;
@@ -313,6 +320,33 @@ fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
         .map(|e| e.action)
         .collect();
     assert_eq!(actions.iter().filter(|a| *a == "lkm.configure").count(), 2);
+    assert_eq!(stored.grants, settings.grants);
+    // A refusal keeps grants off and says why; a registration of a key that is no
+    // longer the organisation's changes nothing; the current key's is audited.
+    catalogue
+        .set_lkm_grants_registered(&org.id, "k1", Err("404 from the LKM"), "admin")
+        .expect("refused");
+    let stored = catalogue.lkm_settings(&org.id).expect("get").expect("some");
+    assert_eq!(stored.grants.error.as_deref(), Some("404 from the LKM"));
+    assert_eq!(stored.grants.registered_at, None);
+    catalogue
+        .set_lkm_grants_registered(&org.id, "k0", Ok(()), "admin")
+        .expect("stale");
+    let stored = catalogue.lkm_settings(&org.id).expect("get").expect("some");
+    assert_eq!(stored.grants.registered_at, None);
+    catalogue
+        .set_lkm_grants_registered(&org.id, "k1", Ok(()), "admin")
+        .expect("registered");
+    let stored = catalogue.lkm_settings(&org.id).expect("get").expect("some");
+    assert!(stored.grants.registered_at.is_some());
+    assert_eq!(stored.grants.error, None);
+    let grant_keys = catalogue
+        .audit_log(&org.id, &AuditFilter::default())
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.action == "lkm.grant_key")
+        .count();
+    assert_eq!(grant_keys, 1);
     settings.org_id = "org-missing".into();
     assert!(matches!(
         catalogue.set_lkm_settings(&settings, "admin"),

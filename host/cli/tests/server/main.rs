@@ -9,6 +9,7 @@ mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod flow;
+mod grants;
 mod keys;
 mod limits;
 mod lkm;

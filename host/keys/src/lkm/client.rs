@@ -13,7 +13,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::StatusCode;
 use zeroize::Zeroizing;
 
-use super::wire::{DecryptRequest, DecryptResponse, DecryptType, ErrorBody, USER_ID_HEADER};
+use super::wire::{
+    DecryptRequest, DecryptResponse, DecryptType, ErrorBody, GRANT_ISSUER_PATH, GrantIssuer,
+    GrantIssuerRequest, USER_ID_HEADER,
+};
 use crate::hawk;
 use crate::service::KeyServiceError;
 
@@ -75,7 +78,6 @@ pub struct Client {
     url: reqwest::Url,
     host: String,
     port: u16,
-    path: String,
     timeout: Duration,
 }
 
@@ -93,12 +95,15 @@ fn invalid(message: impl Into<String>) -> KeyServiceError {
 }
 
 impl Client {
-    /// A client for `endpoint`. Only `https` URLs are accepted.
+    /// A client for `endpoint`. Only `https` URLs are accepted, and plain `http` to a
+    /// loopback address (an LKM on the same host, as in the demo).
     pub fn new(endpoint: &Endpoint) -> Result<Self, KeyServiceError> {
         let url = reqwest::Url::parse(&endpoint.decrypt_url)
             .map_err(|e| invalid(format!("the LKM decrypt URL is not a URL: {e}")))?;
-        if url.scheme() != "https" {
-            return Err(invalid("the LKM decrypt URL must be https"));
+        if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
+            return Err(invalid(
+                "the LKM decrypt URL must be https (plain http only to a loopback address)",
+            ));
         }
         let host = url
             .host_str()
@@ -107,10 +112,6 @@ impl Client {
             .trim_end_matches(']')
             .to_string();
         let port = url.port_or_known_default().unwrap_or(443);
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
         let builder = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .connect_timeout(endpoint.timeout)
@@ -142,7 +143,6 @@ impl Client {
             url,
             host,
             port,
-            path,
             timeout: endpoint.timeout,
         })
     }
@@ -176,20 +176,61 @@ impl Client {
         }
     }
 
-    async fn decrypt_once(
+    /// Registers `public_key` (raw Ed25519) as the key that verifies this server's
+    /// playback grants (`PUT /grant-issuer`). `Ok(None)` when the LKM does not offer
+    /// browser decrypt (an LKM that speaks only the Genesys contract answers 404).
+    pub async fn register_grant_issuer(
         &self,
-        request: &DecryptRequest,
+        public_key: &[u8],
+    ) -> Result<Option<GrantIssuer>, KeyServiceError> {
+        let mut url = self.url.clone();
+        url.set_path(GRANT_ISSUER_PATH);
+        url.set_query(None);
+        let request = GrantIssuerRequest {
+            public_key: B64.encode(public_key),
+        };
+        let (status, body) = self
+            .send(reqwest::Method::PUT, url, &request, "tapeseal-server")
+            .await?;
+        match status {
+            s if s.is_success() => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|_| invalid("the LKM's grant-issuer answer is not the expected JSON")),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+            s => Err(invalid(format!(
+                "the LKM did not register the grant key (HTTP {}): {}",
+                s.as_u16(),
+                reason(&body)
+            ))),
+        }
+    }
+
+    /// Sends one Hawk-authenticated JSON request; returns the status and body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        json: &impl serde::Serialize,
         user_id: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, KeyServiceError> {
-        let authorization =
-            hawk::authorization(&self.credentials, "POST", &self.host, self.port, &self.path)
-                .map_err(|e| KeyServiceError::Internal(e.to_string()))?;
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>), KeyServiceError> {
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let authorization = hawk::authorization(
+            &self.credentials,
+            method.as_str(),
+            &self.host,
+            self.port,
+            &path,
+        )
+        .map_err(|e| KeyServiceError::Internal(e.to_string()))?;
         let sent = self
             .http
-            .post(self.url.clone())
+            .request(method, url)
             .header(reqwest::header::AUTHORIZATION, authorization)
             .header(USER_ID_HEADER, user_id)
-            .json(request)
+            .json(json)
             .send()
             .await;
         let response = match sent {
@@ -205,15 +246,23 @@ impl Client {
             }
         };
         let status = response.status();
-        let body = match response.bytes().await {
-            Ok(body) => Zeroizing::new(body.to_vec()),
-            Err(e) if e.is_timeout() => return Err(KeyServiceError::Timeout(self.timeout)),
-            Err(e) => {
-                return Err(KeyServiceError::Unavailable(format!(
-                    "the LKM's answer was cut off: {e}"
-                )));
-            }
-        };
+        match response.bytes().await {
+            Ok(body) => Ok((status, Zeroizing::new(body.to_vec()))),
+            Err(e) if e.is_timeout() => Err(KeyServiceError::Timeout(self.timeout)),
+            Err(e) => Err(KeyServiceError::Unavailable(format!(
+                "the LKM's answer was cut off: {e}"
+            ))),
+        }
+    }
+
+    async fn decrypt_once(
+        &self,
+        request: &DecryptRequest,
+        user_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyServiceError> {
+        let (status, body) = self
+            .send(reqwest::Method::POST, self.url.clone(), request, user_id)
+            .await?;
         if status.is_success() {
             let answer: DecryptResponse = serde_json::from_slice(&body)
                 .map_err(|_| invalid("the LKM's decrypt answer is not the expected JSON"))?;
@@ -223,9 +272,7 @@ impl Client {
                 .map(Zeroizing::new)
                 .map_err(|_| invalid("the LKM's decrypt answer is not base64"));
         }
-        let reason = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| format!("{} ({})", b.message, b.code))
-            .unwrap_or_else(|_| "no error body".into());
+        let reason = reason(&body);
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => invalid(format!(
                 "the LKM rejected tapeseal's Hawk credentials '{}' (HTTP {}): {reason}",
@@ -250,6 +297,23 @@ impl Client {
             )),
         })
     }
+}
+
+/// The LKM's error message and code, from its JSON error body.
+fn reason(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| format!("{} ({})", b.message, b.code))
+        .unwrap_or_else(|_| "no error body".into())
+}
+
+/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An error and its sources, for a log line ("connection refused" is in a source).
@@ -402,15 +466,20 @@ mod tests {
     }
 
     #[test]
-    fn only_https_urls_with_a_host_make_a_client() {
-        assert!(
-            Client::new(&endpoint(
-                "https://127.0.0.1:8760/key-management/v1/decrypt"
-            ))
-            .is_ok()
-        );
+    fn only_https_urls_or_plain_http_to_loopback_make_a_client() {
+        for good in [
+            "https://127.0.0.1:8760/key-management/v1/decrypt",
+            "https://lkm.example.com/key-management/v1/decrypt",
+            "http://127.0.0.1:8760/key-management/v1/decrypt",
+            "http://[::1]:8760/key-management/v1/decrypt",
+            "http://localhost:8760/key-management/v1/decrypt",
+        ] {
+            assert!(Client::new(&endpoint(good)).is_ok(), "{good}");
+        }
         for bad in [
-            "http://127.0.0.1/key-management/v1/decrypt",
+            "http://lkm.example.com/key-management/v1/decrypt",
+            "http://10.0.0.1/key-management/v1/decrypt",
+            "http://127.0.0.1.example.com/key-management/v1/decrypt",
             "not a url",
             "ftp://lkm/x",
         ] {
@@ -421,8 +490,8 @@ mod tests {
         }
         let client = Client::new(&endpoint("https://[::1]:9443/kms/decrypt?x=1")).expect("client");
         assert_eq!(
-            (client.host.as_str(), client.port, client.path.as_str()),
-            ("::1", 9443, "/kms/decrypt?x=1")
+            (client.host.as_str(), client.port, client.url.query()),
+            ("::1", 9443, Some("x=1"))
         );
         assert!(!format!("{client:?}").contains("key\""));
     }

@@ -20,9 +20,11 @@ use crate::managed::{MasterKey, current_of};
 use crate::service::{CurrentKek, KeyServiceError, StanzaRef, UnwrapContext};
 
 pub mod client;
+mod grants;
 pub mod wire;
 
 pub use client::{Client, Endpoint, Trust};
+pub use grants::{GrantRequest, IssuedGrant};
 use wire::DecryptType;
 
 /// The sealing domain of LKM Hawk keys under the master key.
@@ -47,6 +49,9 @@ pub struct Settings {
     pub fingerprint: Option<String>,
     /// How long one request may take.
     pub timeout: Duration,
+    /// The LKM's browser-decrypt URL as browsers reach it; by default the decrypt
+    /// URL's with `browser-decrypt` for `decrypt`.
+    pub browser_url: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -56,6 +61,7 @@ impl std::fmt::Debug for Settings {
             .field("hawk_id", &self.hawk_id)
             .field("fingerprint", &self.fingerprint)
             .field("timeout", &self.timeout)
+            .field("browser_url", &self.browser_url)
             .finish_non_exhaustive()
     }
 }
@@ -120,8 +126,10 @@ impl LkmKeys {
         }
     }
 
-    /// Records the organisation's LKM (checked for form, not yet contacted) and puts
-    /// the organisation in LKM mode.
+    /// Records the organisation's LKM (checked for form, not yet contacted) with a
+    /// new grant key (not registered with the LKM yet: see
+    /// [`register_grant_key`](Self::register_grant_key)) and puts the organisation
+    /// in LKM mode.
     pub fn configure(
         &self,
         org_id: &str,
@@ -130,6 +138,7 @@ impl LkmKeys {
     ) -> Result<(), KeyServiceError> {
         let endpoint = settings.endpoint()?;
         Client::new(&endpoint)?;
+        let grants = grants::new_settings(&self.master, org_id, settings)?;
         let sealed_hawk_key = self
             .master
             .seal_secret(
@@ -148,6 +157,7 @@ impl LkmKeys {
             fingerprint: settings.fingerprint.clone(),
             timeout_ms: i64::try_from(settings.timeout.as_millis()).unwrap_or(i64::MAX),
             updated_at: 0,
+            grants,
         };
         self.catalogue
             .set_lkm_settings(&record, actor)
@@ -182,6 +192,7 @@ impl LkmKeys {
                 ca_pem: record.ca_pem.clone(),
                 fingerprint: record.fingerprint.clone(),
                 timeout: Duration::from_millis(u64::try_from(record.timeout_ms).unwrap_or(0)),
+                browser_url: record.grants.browser_url.clone(),
             };
             Client::new(&settings.endpoint()?)
         })

@@ -17,6 +17,11 @@ pub const DECRYPT_PATH: &str = "/key-management/v1/decrypt";
 pub const REQUEST_LOG_PATH: &str = "/key-management/v1/request-log";
 /// `GET` → `{status: "ok"}`, without authentication.
 pub const HEALTH_PATH: &str = "/key-management/v1/health";
+/// Browser decrypt: a page presents a playback grant instead of Hawk credentials.
+pub const BROWSER_DECRYPT_PATH: &str = "/key-management/v1/browser-decrypt";
+/// Grant issuer: the Hawk-authenticated caller registers the key its grants are
+/// signed with.
+pub const GRANT_ISSUER_PATH: &str = "/key-management/v1/grant-issuer";
 /// The header naming the platform user on whose behalf a DEK is decrypted.
 pub const USER_ID_HEADER: &str = "PureCloud-User-Id";
 /// Hawk credential ids shorter than this are refused.
@@ -95,6 +100,50 @@ impl std::fmt::Debug for DecryptResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DecryptResponse([redacted])")
     }
+}
+
+/// `POST /browser-decrypt` request: what a page sends, with no credentials but the
+/// grant.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrowserDecryptRequest {
+    /// The playback grant (`tsg1.….…`), from the server.
+    pub grant: String,
+    /// The key pair whose private key decrypts; must be the grant's.
+    pub keypair_id: String,
+    /// Base64 of the wrapped DEK; its SHA-256 must be the grant's.
+    pub body: String,
+}
+
+impl std::fmt::Debug for BrowserDecryptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserDecryptRequest")
+            .field("keypair_id", &self.keypair_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /grant-issuer` request (Hawk): the public key that verifies the caller's
+/// grants from now on (it replaces any earlier one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantIssuerRequest {
+    /// Base64 of the raw 32-byte Ed25519 public key.
+    pub public_key: String,
+}
+
+/// `PUT`/`GET /grant-issuer` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantIssuer {
+    /// The issuer: the Hawk id that registered the key (grants name it in `iss`).
+    pub issuer: String,
+    /// Base64 of the raw Ed25519 public key.
+    pub public_key: String,
+    /// The first 8 bytes of the key's SHA-256, hex.
+    pub key_id: String,
+    /// Unix milliseconds.
+    pub registered_at: i64,
 }
 
 /// The paddings `decryptType` names. Absent (what existing platforms send) is
@@ -184,6 +233,9 @@ pub struct RequestLogEntry {
     /// The key pair, for decrypts and key-pair reads.
     #[serde(default)]
     pub keypair_id: Option<String>,
+    /// The recording a browser decrypt was for (its grant's `rec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
 }

@@ -90,6 +90,20 @@ pub enum AuditEvent<'a> {
         /// Stored bytes.
         bytes: u64,
     },
+    /// A browser was granted to ask the organisation's LKM for a recording's DEK.
+    RecordingGrant {
+        /// Recording id.
+        recording_id: &'a str,
+        /// The LKM key pair (KEK) the grant names.
+        kek_id: &'a str,
+        /// When the grant expires, Unix seconds.
+        expires_at: u64,
+    },
+    /// The server's grant key was registered with the organisation's LKM.
+    LkmGrantKey {
+        /// The key's id.
+        key_id: &'a str,
+    },
     /// A recording was moved onto another KEK.
     RecordingRewrap {
         /// Recording id.
@@ -140,6 +154,8 @@ impl AuditEvent<'_> {
             Self::KekCreate { .. } => "kek.create",
             Self::KekDelete { .. } => "kek.delete",
             Self::LkmConfigure { .. } => "lkm.configure",
+            Self::LkmGrantKey { .. } => "lkm.grant_key",
+            Self::RecordingGrant { .. } => "recording.grant",
             Self::ScheduleSet { .. } => "schedule.set",
             Self::RecordingIngest { .. } => "recording.ingest",
             Self::RecordingDecrypt { .. } => "recording.decrypt",
@@ -158,6 +174,7 @@ impl AuditEvent<'_> {
             | Self::RecordingDecrypt { recording_id, .. }
             | Self::RecordingDecryptFailed { recording_id, .. }
             | Self::RecordingEnvelope { recording_id, .. }
+            | Self::RecordingGrant { recording_id, .. }
             | Self::RecordingRewrap { recording_id, .. } => Some(recording_id),
             _ => None,
         }
@@ -167,7 +184,8 @@ impl AuditEvent<'_> {
         match self {
             Self::KekCreate { kek_id, .. }
             | Self::KekDelete { kek_id }
-            | Self::RecordingDecrypt { kek_id, .. } => Some(kek_id),
+            | Self::RecordingDecrypt { kek_id, .. }
+            | Self::RecordingGrant { kek_id, .. } => Some(kek_id),
             Self::RecordingRewrap { to_kek_id, .. } => Some(to_kek_id),
             Self::RewrapJobCreate { from_kek_id, .. }
             | Self::RewrapJobFinish { from_kek_id, .. } => Some(from_kek_id),
@@ -186,6 +204,10 @@ impl AuditEvent<'_> {
             Self::KekCreate { detail, .. } => (*detail).to_string(),
             Self::KekDelete { .. } => String::new(),
             Self::LkmConfigure { url } => (*url).to_string(),
+            Self::LkmGrantKey { key_id } => format!("grant key {key_id}"),
+            Self::RecordingGrant { expires_at, .. } => {
+                format!("browser grant, expires at {expires_at}")
+            }
             Self::ScheduleSet { period } => period.name().to_string(),
             Self::RecordingIngest { bytes, kind, .. } => format!("{bytes} bytes of {kind}"),
             Self::RecordingDecrypt { range, len, .. } if range.is_empty() => {

@@ -28,6 +28,35 @@ pub struct LkmSettings {
     /// Unix milliseconds; also the settings' version (clients are rebuilt when it
     /// changes).
     pub updated_at: i64,
+    /// Browser playback grants for this LKM.
+    pub grants: GrantSettings,
+}
+
+/// How browsers reach the LKM, and the key that signs their playback grants.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GrantSettings {
+    /// The LKM's browser-decrypt URL as browsers reach it.
+    pub browser_url: Option<String>,
+    /// The Ed25519 grant key (PKCS#8), sealed under the master key.
+    pub sealed_key: Option<Vec<u8>>,
+    /// The grant key's id.
+    pub key_id: Option<String>,
+    /// When the LKM accepted the grant key (Unix milliseconds); grants are issued
+    /// only after it has.
+    pub registered_at: Option<i64>,
+    /// Why registering it failed, the last time it was tried.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Debug for GrantSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantSettings")
+            .field("browser_url", &self.browser_url)
+            .field("key_id", &self.key_id)
+            .field("registered_at", &self.registered_at)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for LkmSettings {
@@ -38,6 +67,7 @@ impl std::fmt::Debug for LkmSettings {
             .field("hawk_id", &self.hawk_id)
             .field("fingerprint", &self.fingerprint)
             .field("timeout_ms", &self.timeout_ms)
+            .field("grants", &self.grants)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +82,13 @@ fn settings_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LkmSettings> {
         fingerprint: row.get(5)?,
         timeout_ms: row.get(6)?,
         updated_at: row.get(7)?,
+        grants: GrantSettings {
+            browser_url: row.get(8)?,
+            sealed_key: row.get(9)?,
+            key_id: row.get(10)?,
+            registered_at: row.get(11)?,
+            error: row.get(12)?,
+        },
     })
 }
 
@@ -80,13 +117,19 @@ impl Catalogue {
             }
             tx.execute(
                 "INSERT INTO lkm_settings (org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem,
-                                           fingerprint, timeout_ms, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                           fingerprint, timeout_ms, updated_at, browser_url,
+                                           sealed_grant_key, grant_key_id, grants_registered_at,
+                                           grants_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (org_id) DO UPDATE SET
                      decrypt_url = excluded.decrypt_url, hawk_id = excluded.hawk_id,
                      sealed_hawk_key = excluded.sealed_hawk_key, ca_pem = excluded.ca_pem,
                      fingerprint = excluded.fingerprint, timeout_ms = excluded.timeout_ms,
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at, browser_url = excluded.browser_url,
+                     sealed_grant_key = excluded.sealed_grant_key,
+                     grant_key_id = excluded.grant_key_id,
+                     grants_registered_at = excluded.grants_registered_at,
+                     grants_error = excluded.grants_error",
                 params![
                     settings.org_id,
                     settings.decrypt_url,
@@ -95,7 +138,12 @@ impl Catalogue {
                     settings.ca_pem,
                     settings.fingerprint,
                     settings.timeout_ms,
-                    updated_at
+                    updated_at,
+                    settings.grants.browser_url,
+                    settings.grants.sealed_key,
+                    settings.grants.key_id,
+                    settings.grants.registered_at,
+                    settings.grants.error
                 ],
             )?;
             append(
@@ -118,12 +166,43 @@ impl Catalogue {
                 .conn()
                 .query_row(
                     "SELECT org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem, fingerprint,
-                            timeout_ms, updated_at
+                            timeout_ms, updated_at, browser_url, sealed_grant_key, grant_key_id,
+                            grants_registered_at, grants_error
                      FROM lkm_settings WHERE org_id = ?1",
                     params![org_id],
                     settings_row,
                 )
                 .optional()?)
+        })
+    }
+
+    /// Records whether the LKM accepted the grant key `key_id`: `Ok(())` marks it
+    /// registered now (audited), `Err(reason)` keeps grants off and says why. Does
+    /// nothing if the organisation's grant key has changed meanwhile.
+    pub fn set_lkm_grants_registered(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        outcome: std::result::Result<(), &str>,
+        actor: &str,
+    ) -> Result<()> {
+        crate::blocking(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let (registered_at, error) = match outcome {
+                Ok(()) => (Some(now_ms()), None),
+                Err(reason) => (None, Some(reason)),
+            };
+            let changed = tx.execute(
+                "UPDATE lkm_settings SET grants_registered_at = ?3, grants_error = ?4
+                 WHERE org_id = ?1 AND grant_key_id = ?2",
+                params![org_id, key_id, registered_at, error],
+            )?;
+            if changed == 1 && registered_at.is_some() {
+                append(&tx, org_id, actor, &AuditEvent::LkmGrantKey { key_id })?;
+            }
+            tx.commit()?;
+            Ok(())
         })
     }
 }

@@ -18,7 +18,7 @@ mod recordings;
 pub use audit::{AuditEntry, AuditEvent, AuditFilter};
 pub use jobs::{Job, JobState};
 pub use keks::{KekRecord, KekUsers};
-pub use lkm::LkmSettings;
+pub use lkm::{GrantSettings, LkmSettings};
 pub use orgs::MAX_LABEL_LEN;
 pub use recordings::{RecordingFilter, RecordingRecord};
 
@@ -27,6 +27,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("002_audit_per_org.sql")),
     (3, include_str!("003_lkm.sql")),
+    (4, include_str!("004_grants.sql")),
 ];
 
 /// What can go wrong in the catalogue.

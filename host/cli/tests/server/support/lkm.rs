@@ -115,6 +115,22 @@ impl Lkm {
         self.admin(reqwest::Method::POST, "/key-management/v1/keypair", None)
     }
 
+    /// `POST /browser-decrypt` as a page would (no credentials, the grant only),
+    /// from `origin` if given.
+    pub(crate) fn browser_decrypt(
+        &self,
+        url: &str,
+        body: &Value,
+        origin: Option<&str>,
+    ) -> reqwest::blocking::Response {
+        assert!(url.starts_with(&self.url), "{url} is this LKM's");
+        let mut request = self.client.post(url).json(body);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send().expect("LKM request")
+    }
+
     /// The request log, newest first.
     pub(crate) fn request_log(&self) -> Value {
         self.admin(reqwest::Method::GET, "/key-management/v1/request-log", None)
