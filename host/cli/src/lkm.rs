@@ -10,15 +10,16 @@ use clap::{Args, Subcommand};
 use tapeseal_core::ErrorCode;
 use tapeseal_lkm::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use tapeseal_lkm::store::KeypairRow;
-use tapeseal_lkm::{Config, DataDir, Keyring, Limits, LkmError, Rate, TlsFiles};
+use tapeseal_lkm::{Config, DataDir, Keyring, Limits, LkmError, Rate, TlsFiles, TlsMode};
 use zeroize::Zeroizing;
 
 use crate::exit::{Failure, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LkmCommand {
-    /// Serve the LKM over HTTPS. Prints `listening on https://ADDR` on stdout, and
-    /// the certificate fingerprint and where the admin token is on stderr.
+    /// Serve the LKM over HTTPS (or plain HTTP on loopback, for a demo). Prints
+    /// `listening on https://ADDR` on stdout, and the certificate fingerprint and
+    /// where the admin token is on stderr.
     Serve(ServeArgs),
     /// Issue, revoke and list Hawk credentials.
     Credentials {
@@ -130,11 +131,19 @@ pub(crate) struct ServeArgs {
     listen: SocketAddr,
     /// TLS certificate chain (PEM) [default: a self-signed certificate made once in
     /// the data directory].
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, requires = "tls_key", conflicts_with = "plain_http")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS: refused unless --listen is a loopback
+    /// address. For a demo with the browser on the same host only.
+    #[arg(long)]
+    plain_http: bool,
+    /// Let pages from ORIGIN (`scheme://host[:port]`, exactly as the browser sends
+    /// it, e.g. `http://127.0.0.1:8750`) call browser decrypt; repeat for more.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
     /// Environment variable holding the admin token [default: admin.token in the
     /// data directory, generated on first start].
     #[arg(long, value_name = "VAR")]
@@ -189,11 +198,13 @@ fn serve(args: ServeArgs) -> Outcome {
     let config = Config {
         data_dir: args.data.data,
         listen: args.listen,
-        tls: args
-            .tls_cert
-            .zip(args.tls_key)
-            .map(|(cert, key)| TlsFiles { cert, key }),
+        tls: match args.tls_cert.zip(args.tls_key) {
+            _ if args.plain_http => TlsMode::Off,
+            Some((cert, key)) => TlsMode::Files(TlsFiles { cert, key }),
+            None => TlsMode::SelfSigned,
+        },
         admin_token_env: args.admin_token_env,
+        allowed_origins: args.allow_origins,
         limits: Limits {
             decrypt_rate: Rate {
                 per_second: args.decrypt_rate,

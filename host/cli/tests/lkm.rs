@@ -455,3 +455,76 @@ fn openssl_keys_imported_into_the_lkm_decrypt_what_openssl_wrapped() {
     );
     assert!(server.terminate().success());
 }
+
+#[test]
+fn plain_http_serves_a_same_host_demo_and_only_on_loopback() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("lkm");
+    let origin = "http://127.0.0.1:8750";
+
+    // Off loopback, or with an origin no browser sends: a bad argument, nothing made.
+    let off_loopback = tapeseal_fails(
+        &[
+            "lkm",
+            "serve",
+            "--plain-http",
+            "--listen",
+            "0.0.0.0:0",
+            "--data",
+            path(&data),
+        ],
+        2,
+    );
+    assert!(off_loopback.contains("loopback"), "{off_loopback}");
+    let with_path = tapeseal_fails(
+        &[
+            "lkm",
+            "serve",
+            "--allow-origin",
+            "http://127.0.0.1:8750/player",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            path(&data),
+        ],
+        2,
+    );
+    assert!(with_path.contains("origin"), "{with_path}");
+    assert!(!data.exists());
+
+    // The demo's command line.
+    let log = dir.path().join("lkm.log");
+    let mut command = Command::new(BIN);
+    command
+        .args(["lkm", "serve", "--plain-http", "--allow-origin", origin])
+        .args(["--listen", "127.0.0.1:0", "--data", path(&data)])
+        .stderr(common::log_file(&log));
+    let (mut child, url) = common::spawn_listening(&mut command, &log);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let http = reqwest::blocking::Client::new();
+    let health = http
+        .get(format!("{url}/key-management/v1/health"))
+        .send()
+        .expect("send");
+    assert_eq!(health.status(), 200);
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{url}/key-management/v1/browser-decrypt"),
+        )
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .expect("send");
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        origin,
+        "the allowed origin"
+    );
+    assert!(common::terminate(&mut child).success());
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert!(!stderr.contains("fingerprint"), "{stderr}");
+    assert!(stderr.contains("plain HTTP"), "{stderr}");
+    assert!(!data.join("tls-cert.pem").exists());
+}

@@ -3,7 +3,8 @@
 //! active credential, or the admin bearer token where an endpoint allows it. A
 //! timestamp more than the skew from the LKM's clock is refused, and each (id,
 //! nonce) is accepted once: nonces are remembered for twice the skew, after which
-//! their timestamp is stale anyway.
+//! their timestamp is stale anyway. The same memory, in a namespace of its own,
+//! makes playback grants single-use.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,42 +87,80 @@ impl Denied {
     }
 }
 
-/// The (id, nonce) pairs seen within twice the skew.
+/// What a remembered value belongs to: a Hawk credential's nonces, or a grant
+/// issuer's grant ids. The two never collide, whatever the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Space {
+    /// Hawk nonces, by credential id.
+    Hawk,
+    /// Grant ids (`jti`), by issuer.
+    Grant,
+}
+
+/// Why a nonce or grant id was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spent {
+    /// Seen before, within its window.
+    Replayed,
+    /// Too many unexpired values are remembered to take another.
+    Full,
+}
+
+/// The Hawk (id, nonce) pairs seen within twice the skew, and the grant (issuer,
+/// grant id) pairs accepted, until their grant's expiry plus the skew.
 #[derive(Debug)]
 pub(crate) struct Nonces {
     seen: Mutex<Seen>,
+    skew: Duration,
     ttl: Duration,
     max: usize,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
-    expiry: HashMap<(String, String), Instant>,
+    expiry: HashMap<(Space, String, String), Instant>,
     inserts: u64,
 }
 
+/// Milliseconds as an `i64`, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Nonces {
-    /// Remembers nonces for `2 × skew`, at most `max` at once.
+    /// Remembers nonces for `2 × skew`, grant ids until `exp + skew`; at most `max`
+    /// values at once.
     pub(crate) fn new(skew: Duration, max: usize) -> Self {
         Self {
             seen: Mutex::new(Seen::default()),
+            skew,
             ttl: skew.saturating_mul(2),
             max,
         }
     }
 
-    /// Remembers nonces a previous run accepted, from the request log: `(id, nonce,
-    /// accepted at, Unix ms)`, as of `now_ms`. Each is remembered for what is left of
-    /// its window, so a request captured before a restart is still refused after it.
-    pub(crate) fn seed(&self, accepted: Vec<(String, String, i64)>, now_ms: i64) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers values a previous run accepted, from the request log: `(id, value,
+    /// since, Unix ms)`, as of `now_ms`, each for what is left of its window: a Hawk
+    /// nonce for twice the skew after it was accepted (`since`), a grant id for the
+    /// skew after its grant expires (`since`). So a request or grant captured before a
+    /// restart is still refused after it.
+    pub(crate) fn seed(&self, space: Space, accepted: Vec<(String, String, i64)>, now_ms: i64) {
+        let window = millis(match space {
+            Space::Hawk => self.ttl,
+            Space::Grant => self.skew,
+        });
+        let mut seen = self.seen();
         let now = Instant::now();
-        for (id, nonce, at) in accepted {
-            let age = Duration::from_millis(u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0));
-            if let Some(left) = self.ttl.checked_sub(age)
-                && seen.expiry.len() < self.max
-            {
-                seen.expiry.insert((id, nonce), now + left);
+        for (id, value, since) in accepted {
+            let until = since.saturating_add(window);
+            let left = u64::try_from(until.saturating_sub(now_ms)).unwrap_or(0);
+            if left > 0 && seen.expiry.len() < self.max {
+                seen.expiry
+                    .insert((space, id, value), now + Duration::from_millis(left));
             }
         }
     }
@@ -133,19 +172,49 @@ impl Nonces {
 
     /// Accepts `(id, nonce)` the first time it is seen within the window.
     fn first_use(&self, id: &str, nonce: &str, now: Instant) -> Result<(), Denied> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        self.remember(Space::Hawk, id, nonce, now, now + self.ttl)
+            .map_err(|spent| match spent {
+                Spent::Replayed => Denied::Replayed,
+                Spent::Full => Denied::NoncesFull,
+            })
+    }
+
+    /// Accepts grant `jti` of `issuer` the first time it is seen, remembering it until
+    /// the skew after its expiry `exp` (Unix seconds; `now_secs` is the LKM's clock
+    /// at `now`).
+    pub(crate) fn first_grant_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        exp: u64,
+        now: Instant,
+        now_secs: u64,
+    ) -> Result<(), Spent> {
+        let left = Duration::from_secs(exp.saturating_sub(now_secs)).saturating_add(self.skew);
+        self.remember(Space::Grant, issuer, jti, now, now + left)
+    }
+
+    fn remember(
+        &self,
+        space: Space,
+        id: &str,
+        value: &str,
+        now: Instant,
+        until: Instant,
+    ) -> Result<(), Spent> {
+        let mut seen = self.seen();
         seen.inserts = seen.inserts.wrapping_add(1);
         if seen.inserts.is_multiple_of(SWEEP_EVERY) || seen.expiry.len() >= self.max {
             seen.expiry.retain(|_, expiry| *expiry > now);
         }
-        let key = (id.to_string(), nonce.to_string());
+        let key = (space, id.to_string(), value.to_string());
         if seen.expiry.get(&key).is_some_and(|expiry| *expiry > now) {
-            return Err(Denied::Replayed);
+            return Err(Spent::Replayed);
         }
         if seen.expiry.len() >= self.max {
-            return Err(Denied::NoncesFull);
+            return Err(Spent::Full);
         }
-        seen.expiry.insert(key, now + self.ttl);
+        seen.expiry.insert(key, until);
         Ok(())
     }
 }
@@ -322,6 +391,74 @@ mod tests {
         assert_eq!(
             nonces.first_use("client", "n3", now),
             Err(Denied::NoncesFull)
+        );
+    }
+
+    #[test]
+    fn a_grant_id_is_accepted_once_until_the_skew_after_its_expiry() {
+        let nonces = Nonces::new(Duration::from_secs(60), 10);
+        let now = Instant::now();
+        assert_eq!(nonces.first_use("issuer-1", "j1", now), Ok(()));
+        assert_eq!(
+            nonces.first_grant_use("issuer-1", "j1", 1_100, now, 1_000),
+            Ok(()),
+            "grant ids and Hawk nonces are apart"
+        );
+        assert_eq!(
+            nonces.first_grant_use("issuer-1", "j1", 1_100, now, 1_000),
+            Err(Spent::Replayed)
+        );
+        let before = now + Duration::from_secs(159);
+        assert_eq!(
+            nonces.first_grant_use("issuer-1", "j1", 1_100, before, 1_159),
+            Err(Spent::Replayed)
+        );
+        assert_eq!(
+            nonces.first_grant_use("issuer-2", "j1", 1_100, now, 1_000),
+            Ok(()),
+            "grant ids are per issuer"
+        );
+        let after = now + Duration::from_secs(161);
+        assert_eq!(
+            nonces.first_grant_use("issuer-1", "j1", 1_100, after, 1_161),
+            Ok(()),
+            "forgotten after exp + skew (and refused as expired by then)"
+        );
+    }
+
+    #[test]
+    fn seeded_values_are_remembered_for_what_is_left_of_their_window() {
+        let nonces = Nonces::new(Duration::from_secs(60), 10);
+        let now_ms = 1_000_000;
+        nonces.seed(
+            Space::Hawk,
+            vec![
+                ("c".into(), "recent".into(), now_ms - 100_000),
+                ("c".into(), "old".into(), now_ms - 121_000),
+            ],
+            now_ms,
+        );
+        nonces.seed(
+            Space::Grant,
+            vec![
+                ("i".into(), "live".into(), now_ms - 59_000),
+                ("i".into(), "gone".into(), now_ms - 61_000),
+            ],
+            now_ms,
+        );
+        let now = Instant::now();
+        assert_eq!(nonces.first_use("c", "recent", now), Err(Denied::Replayed));
+        assert_eq!(nonces.first_use("c", "old", now), Ok(()));
+        let exp = 2_000;
+        assert_eq!(
+            nonces.first_grant_use("i", "live", exp, now, 1_000),
+            Err(Spent::Replayed)
+        );
+        assert_eq!(nonces.first_grant_use("i", "gone", exp, now, 1_000), Ok(()));
+        assert_eq!(
+            nonces.first_use("i", "live", now),
+            Ok(()),
+            "a seeded grant id is not a Hawk nonce"
         );
     }
 

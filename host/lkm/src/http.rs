@@ -1,6 +1,7 @@
 //! The LKM's HTTP API (docs/LKM.md): the routes of the wire contract in
 //! `tapeseal_keys::lkm::wire`, each handler authenticating as its endpoint demands,
-//! then running the blocking work (SQLite, RSA) off the async workers.
+//! then running the blocking work (SQLite, RSA) off the async workers. Playback
+//! grants (issuer registration, browser decrypt) are in [`crate::grants`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router, middleware};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use tapeseal_keys::lkm::wire::{
-    AUTH_PATH, AuthRequest, AuthResponse, DECRYPT_PATH, DecryptRequest, DecryptResponse,
-    DecryptType, HEALTH_PATH, KEYPAIR_PATH, Keypair, REQUEST_LOG_PATH, RequestLogEntry,
+    AUTH_PATH, AuthRequest, AuthResponse, BROWSER_DECRYPT_PATH, DECRYPT_PATH, DecryptRequest,
+    DecryptResponse, DecryptType, GRANT_ISSUER_PATH, HEALTH_PATH, KEYPAIR_PATH, Keypair,
+    REQUEST_LOG_PATH, RequestLogEntry,
 };
 use tokio::sync::Semaphore;
 
@@ -24,12 +26,13 @@ use crate::auth::{Allow, Caller, Nonces, authenticate};
 use crate::config::Limits;
 use crate::data::AdminToken;
 use crate::error::Result;
+use crate::grants;
 use crate::incoming::Incoming;
 use crate::keyring::Keyring;
 use crate::limits::{self, RateLimiter};
 use crate::reply::ApiError;
-use crate::reqlog;
 use crate::store::LogQuery;
+use crate::{cors, reqlog};
 
 /// Request-log entries returned when `maxEntries` is not given.
 const DEFAULT_LOG_ENTRIES: u32 = 100;
@@ -42,9 +45,15 @@ pub(crate) struct AppState {
     pub(crate) keyring: Arc<Keyring>,
     pub(crate) admin: AdminToken,
     pub(crate) nonces: Nonces,
+    /// Decrypts per Hawk credential.
     pub(crate) decrypts: RateLimiter,
+    /// Browser decrypts per grant issuer: a bucket of the same size of its own, so
+    /// that playback and the platform's own decrypts do not starve each other.
+    pub(crate) grant_decrypts: RateLimiter,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) limits: Limits,
+    /// The origins whose pages may call browser decrypt.
+    pub(crate) allowed_origins: Vec<String>,
     /// The listener's address (the Hawk host and port when a request has no `Host`).
     pub(crate) local: SocketAddr,
 }
@@ -58,6 +67,7 @@ impl AppState {
         keyring: Keyring,
         admin: AdminToken,
         limits: Limits,
+        allowed_origins: Vec<String>,
         local: SocketAddr,
     ) -> Self {
         Self {
@@ -65,8 +75,10 @@ impl AppState {
             admin,
             nonces: Nonces::new(limits.skew, limits.max_nonces),
             decrypts: RateLimiter::new(limits.decrypt_rate),
+            grant_decrypts: RateLimiter::new(limits.decrypt_rate),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
+            allowed_origins,
             local,
         }
     }
@@ -80,6 +92,16 @@ pub(crate) fn router(state: Shared) -> Router {
         .route(KEYPAIR_PATH, post(create_keypair).get(list_keypairs))
         .route(&keypair_one, get(read_keypair).delete(delete_keypair))
         .route(DECRYPT_PATH, post(decrypt).options(probe_decrypt))
+        .route(
+            GRANT_ISSUER_PATH,
+            put(grants::register_issuer).get(grants::read_issuer),
+        )
+        .route(
+            BROWSER_DECRYPT_PATH,
+            post(grants::browser_decrypt)
+                .options(probe_decrypt)
+                .layer(middleware::from_fn_with_state(state.clone(), cors::origins)),
+        )
         .route(REQUEST_LOG_PATH, get(read_log).delete(clear_log))
         .route(HEALTH_PATH, get(health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -93,7 +115,7 @@ pub(crate) fn router(state: Shared) -> Router {
 }
 
 /// Runs blocking keyring work on the blocking pool.
-async fn blocking<T, F>(state: &Shared, work: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, F>(state: &Shared, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Keyring) -> Result<T> + Send + 'static,
@@ -184,23 +206,43 @@ async fn decrypt(
     }
     let body: DecryptRequest = request.json("decrypt")?;
     request.noted.keypair(&body.keypair_id);
-    // PKCS#1 v1.5 is refused here, before any RSA operation (padding oracle).
-    let padding = DecryptType::from_field(body.decrypt_type.as_deref())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let padding = padding(body.decrypt_type.as_deref())?;
+    let wrapped = wrapped_dek(&body.body)?;
+    unwrap_dek(&state, body.keypair_id, wrapped, padding).await
+}
+
+/// The padding `decryptType` names. PKCS#1 v1.5 is refused here, before any RSA
+/// operation (padding oracle).
+pub(crate) fn padding(decrypt_type: Option<&str>) -> Result<DecryptType, ApiError> {
+    DecryptType::from_field(decrypt_type).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The wrapped DEK from a request's base64 `body`.
+pub(crate) fn wrapped_dek(body: &str) -> Result<Vec<u8>, ApiError> {
     let wrapped = B64
-        .decode(body.body.trim())
+        .decode(body.trim())
         .map_err(|_| ApiError::bad_request("body is not base64"))?;
     if wrapped.is_empty() {
         return Err(ApiError::bad_request("body is empty"));
     }
-    let keypair_id = body.keypair_id;
-    let plain = blocking(&state, move |k| k.decrypt(&keypair_id, &wrapped, padding)).await?;
+    Ok(wrapped)
+}
+
+/// Decrypts `wrapped` with key pair `keypair_id`: the answer of both decrypts.
+pub(crate) async fn unwrap_dek(
+    state: &Shared,
+    keypair_id: String,
+    wrapped: Vec<u8>,
+    padding: DecryptType,
+) -> Result<Json<DecryptResponse>, ApiError> {
+    let plain = blocking(state, move |k| k.decrypt(&keypair_id, &wrapped, padding)).await?;
     Ok(Json(DecryptResponse {
         body: B64.encode(plain.as_slice()),
     }))
 }
 
-/// `OPTIONS /decrypt`: platforms probe it, without credentials.
+/// `OPTIONS /decrypt` (and `/browser-decrypt` without an `Origin`): platforms probe
+/// it, without credentials.
 async fn probe_decrypt() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -289,7 +331,13 @@ mod tests {
             ..Limits::default()
         };
         let local = SocketAddr::from(([127, 0, 0, 1], 8760));
-        let app = router(Arc::new(AppState::new(keyring, admin, limits, local)));
+        let app = router(Arc::new(AppState::new(
+            keyring,
+            admin,
+            limits,
+            Vec::new(),
+            local,
+        )));
         let stalled = Request::post(DECRYPT_PATH)
             .body(Body::new(Stalled))
             .expect("request");

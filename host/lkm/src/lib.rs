@@ -3,17 +3,20 @@
 //! for platforms that present Hawk credentials, over HTTPS, speaking the Genesys-style
 //! wire contract of `tapeseal_keys::lkm::wire` (docs/LKM.md).
 //!
-//! [`store`] keeps key pairs, credentials and the request log in SQLite; [`keyring`]
-//! seals, generates, imports and decrypts; [`serve`] runs the HTTPS API, whose
-//! handlers authenticate (Hawk with replay protection, or the admin token), limit,
-//! and record every request.
+//! [`store`] keeps key pairs, credentials, grant issuers and the request log in
+//! SQLite; [`keyring`] seals, generates, imports and decrypts; [`serve`] runs the
+//! HTTPS API, whose handlers authenticate (Hawk with replay protection, the admin
+//! token, or a single-use playback grant for browser decrypt), limit, and record
+//! every request.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod auth;
 pub mod config;
+mod cors;
 pub mod data;
 mod error;
+mod grants;
 mod http;
 pub mod ids;
 mod incoming;
@@ -25,7 +28,7 @@ pub mod serve;
 pub mod store;
 pub mod tls;
 
-pub use config::{Config, Limits, Rate, TlsFiles};
+pub use config::{Config, Limits, Rate, TlsFiles, TlsMode};
 pub use data::{AdminToken, DataDir, TokenSource};
 pub use error::{LkmError, Result};
 pub use keyring::Keyring;

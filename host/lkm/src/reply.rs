@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tapeseal_keys::KeyError;
+use tapeseal_keys::grant::GrantError;
 use tapeseal_keys::lkm::wire::ErrorBody;
 
 use crate::error::LkmError;
@@ -37,6 +38,30 @@ impl ApiError {
     /// 401 `unauthorized`.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden_origin`: a page from an origin the LKM was not told to allow.
+    pub(crate) fn forbidden_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "pages from this origin may not call browser decrypt (see the LKM's --allow-origin)",
+        )
+    }
+
+    /// A refused playback grant: 401 `grant_invalid` (malformed, not signed by the
+    /// issuer's registered key, or an overlong lifetime), `grant_expired`,
+    /// `grant_not_yet_valid` or `grant_replayed`; 403 `grant_mismatch` (another
+    /// recording or key pair). The message never repeats the grant.
+    pub(crate) fn grant(error: &GrantError) -> Self {
+        let (status, code) = match error {
+            GrantError::Expired => (StatusCode::UNAUTHORIZED, "grant_expired"),
+            GrantError::NotYetValid => (StatusCode::UNAUTHORIZED, "grant_not_yet_valid"),
+            GrantError::Replayed => (StatusCode::UNAUTHORIZED, "grant_replayed"),
+            GrantError::Mismatch => (StatusCode::FORBIDDEN, "grant_mismatch"),
+            _ => (StatusCode::UNAUTHORIZED, "grant_invalid"),
+        };
+        Self::new(status, code, error.to_string())
     }
 
     /// 404 `not_found`.
@@ -153,6 +178,19 @@ mod tests {
         ];
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status().as_u16(), status);
+        }
+        let grants = [
+            (GrantError::Malformed("x"), 401, "grant_invalid"),
+            (GrantError::BadSignature, 401, "grant_invalid"),
+            (GrantError::TooLong, 401, "grant_invalid"),
+            (GrantError::Expired, 401, "grant_expired"),
+            (GrantError::NotYetValid, 401, "grant_not_yet_valid"),
+            (GrantError::Replayed, 401, "grant_replayed"),
+            (GrantError::Mismatch, 403, "grant_mismatch"),
+        ];
+        for (error, status, code) in grants {
+            let reply = ApiError::grant(&error);
+            assert_eq!((reply.status().as_u16(), reply.code), (status, code));
         }
         let limited = ApiError::rate_limited(2).into_response();
         assert_eq!(

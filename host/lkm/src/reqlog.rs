@@ -1,7 +1,7 @@
 //! The request log: every request under `/key-management/v1` (but the health check
-//! and the `OPTIONS` probe) is recorded with its method, path, status, the Hawk
-//! credential that made it, the `PureCloud-User-Id` it names and the key pair it
-//! concerns. The entry is written before the answer leaves; if it cannot be, the
+//! and `OPTIONS`) is recorded with its method, path, status, the Hawk credential (or
+//! grant issuer) that made it, the user it names (`PureCloud-User-Id`, or a grant's
+//! subject), the key pair it concerns and, for browser decrypt, the recording. The entry is written before the answer leaves; if it cannot be, the
 //! answer is a 500 instead (no unrecorded decrypts).
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tapeseal_keys::lkm::wire::{BASE_PATH, HEALTH_PATH, USER_ID_HEADER};
+use tapeseal_keys::lkm::wire::{BASE_PATH, BROWSER_DECRYPT_PATH, HEALTH_PATH, USER_ID_HEADER};
 use tapeseal_store::time::now_ms;
 
 use crate::http::Shared;
@@ -23,8 +23,11 @@ const MAX_FIELD: usize = 256;
 #[derive(Debug, Default)]
 struct Fields {
     credential_id: Option<String>,
+    user_id: Option<String>,
     keypair_id: Option<String>,
+    recording_id: Option<String>,
     nonce: Option<String>,
+    grant: Option<(String, i64)>,
 }
 
 /// What handlers learn about a request that the log records.
@@ -41,14 +44,29 @@ impl Noted {
         self.fields().credential_id = Some(clip(id));
     }
 
+    /// The user the request is for, from a verified grant.
+    pub(crate) fn user(&self, id: &str) {
+        self.fields().user_id = Some(clip(id));
+    }
+
     /// The key pair the request concerns.
     pub(crate) fn keypair(&self, id: &str) {
         self.fields().keypair_id = Some(clip(id));
     }
 
+    /// The recording a browser decrypt is for, from a verified grant.
+    pub(crate) fn recording(&self, id: &str) {
+        self.fields().recording_id = Some(clip(id));
+    }
+
     /// The accepted Hawk nonce (at most 256 bytes, as the header parser allows).
     pub(crate) fn nonce(&self, nonce: &str) {
         self.fields().nonce = Some(nonce.to_string());
+    }
+
+    /// The accepted grant's id (signed, so kept whole) and expiry, Unix ms.
+    pub(crate) fn grant(&self, id: &str, expires_at_ms: i64) {
+        self.fields().grant = Some((id.to_string(), expires_at_ms));
     }
 }
 
@@ -78,12 +96,15 @@ pub(crate) async fn record(
     }
     let noted = Noted::default();
     request.extensions_mut().insert(noted.clone());
-    let user_id = request
+    // A browser decrypt's user is its grant's subject, never a header anyone can send.
+    let header_user = request
         .headers()
         .get(USER_ID_HEADER)
+        .filter(|_| path != BROWSER_DECRYPT_PATH)
         .map(|v| clip(&String::from_utf8_lossy(v.as_bytes())));
     let response = next.run(request).await;
     let fields = std::mem::take(&mut *noted.fields());
+    let user_id = fields.user_id.or(header_user);
     let status = response.status().as_u16();
     tracing::info!(
         %method,
@@ -92,6 +113,7 @@ pub(crate) async fn record(
         credential_id = fields.credential_id.as_deref(),
         keypair_id = fields.keypair_id.as_deref(),
         user_id = user_id.as_deref(),
+        recording_id = fields.recording_id.as_deref(),
         "request"
     );
     let record = LogRecord {
@@ -101,8 +123,10 @@ pub(crate) async fn record(
         credential_id: fields.credential_id,
         user_id,
         keypair_id: fields.keypair_id,
+        recording_id: fields.recording_id,
         status,
         nonce: fields.nonce,
+        grant: fields.grant,
     };
     let keep = state.limits.request_log_max;
     let keyring = state.keyring.clone();

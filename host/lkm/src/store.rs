@@ -1,7 +1,8 @@
 //! The LKM's durable state in one SQLite file (WAL, `synchronous = FULL`, versioned
 //! migrations): key pairs with their sealed private keys and first use, Hawk
-//! credentials with their sealed keys, and the request log. Sealing and opening are
-//! [`crate::keyring`]'s; this module stores bytes.
+//! credentials with their sealed keys, the grant issuers' public keys, and the
+//! request log ([`LogRecord`]). Sealing and opening are [`crate::keyring`]'s; this
+//! module stores bytes.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -9,14 +10,20 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tapeseal_keys::lkm::wire::{Keypair, RequestLogEntry};
+use tapeseal_keys::grant;
+use tapeseal_keys::lkm::wire::{GrantIssuer, Keypair};
 
 use crate::error::{LkmError, Result};
+
+mod log;
+
+pub use log::{LogQuery, LogRecord};
 
 /// Migrations in order; the store records the highest it has applied.
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("002_request_nonces.sql")),
+    (3, include_str!("003_grant_issuers.sql")),
 ];
 
 /// A key pair as stored.
@@ -90,37 +97,27 @@ pub struct CredentialInfo {
     pub revoked_at: Option<i64>,
 }
 
-/// One request, as the request log records it.
+/// A grant issuer as stored: the public key that verifies a credential's grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
+pub struct GrantIssuerRow {
+    /// The Hawk credential id (grants name it in `iss`).
+    pub issuer: String,
+    /// The raw 32-byte Ed25519 public key.
+    pub public_key: Vec<u8>,
     /// Unix milliseconds.
-    pub time: i64,
-    /// HTTP method.
-    pub method: String,
-    /// Path without the query.
-    pub path: String,
-    /// The Hawk credential that authenticated it.
-    pub credential_id: Option<String>,
-    /// The `PureCloud-User-Id` header.
-    pub user_id: Option<String>,
-    /// The key pair it concerned.
-    pub keypair_id: Option<String>,
-    /// The status answered.
-    pub status: u16,
-    /// The Hawk nonce, once accepted (never shown; it seeds the replay check after a
-    /// restart).
-    pub nonce: Option<String>,
+    pub registered_at: i64,
 }
 
-/// Which request-log entries to read (times inclusive, Unix milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogQuery {
-    /// At most this many, newest first.
-    pub max_entries: u32,
-    /// None before this.
-    pub earliest: Option<i64>,
-    /// None after this.
-    pub latest: Option<i64>,
+impl GrantIssuerRow {
+    /// The issuer as the wire shows it.
+    pub fn to_wire(&self) -> GrantIssuer {
+        GrantIssuer {
+            issuer: self.issuer.clone(),
+            public_key: B64.encode(&self.public_key),
+            key_id: grant::key_id(&self.public_key),
+            registered_at: self.registered_at,
+        }
+    }
 }
 
 /// The LKM's SQLite store. Its methods block; async callers run them off the
@@ -254,14 +251,7 @@ impl Store {
     pub fn insert_credential(&self, id: &str, sealed_auth_key: &[u8], at: i64) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let existing: Option<Option<i64>> = tx
-            .query_row(
-                "SELECT revoked_at FROM credentials WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match existing {
+        match credential_state(&tx, id)? {
             Some(None) => return Err(LkmError::Exists(format!("active credential '{id}'"))),
             Some(Some(_)) => {
                 tx.execute(
@@ -269,6 +259,8 @@ impl Store {
                      revoked_at = NULL WHERE id = ?1",
                     params![id, sealed_auth_key, at],
                 )?;
+                // Revoking removed it; a re-issued credential starts without one too.
+                tx.execute("DELETE FROM grant_issuers WHERE issuer = ?1", [id])?;
             }
             None => {
                 tx.execute(
@@ -316,102 +308,80 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Revokes a credential (again is a no-op); it authenticates nothing after this.
+    /// Revokes a credential (again is a no-op); it authenticates nothing after this,
+    /// and its grant issuer goes with it, so the grants it signed stop working.
     pub fn revoke_credential(&self, id: &str, at: i64) -> Result<()> {
-        let conn = self.conn();
-        let exists: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM credentials WHERE id = ?1)",
-            [id],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if credential_state(&tx, id)?.is_none() {
             return Err(LkmError::NotFound(format!("credential '{id}'")));
         }
-        conn.execute(
+        tx.execute(
             "UPDATE credentials SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             params![id, at],
         )?;
-        Ok(())
-    }
-
-    /// Appends to the request log, dropping entries beyond the newest `keep`.
-    pub fn append_log(&self, record: &LogRecord, keep: u64) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO request_log (time, method, path, credential_id, user_id, keypair_id, status,
-                                      nonce)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                record.time,
-                record.method,
-                record.path,
-                record.credential_id,
-                record.user_id,
-                record.keypair_id,
-                record.status,
-                record.nonce
-            ],
-        )?;
-        let newest = tx.last_insert_rowid();
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        tx.execute(
-            "DELETE FROM request_log WHERE seq <= ?1",
-            [newest.saturating_sub(keep)],
-        )?;
+        tx.execute("DELETE FROM grant_issuers WHERE issuer = ?1", [id])?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Request-log entries, newest first.
-    pub fn log(&self, query: &LogQuery) -> Result<Vec<RequestLogEntry>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, time, method, path, credential_id, user_id, keypair_id, status
-             FROM request_log
-             WHERE time >= ?1 AND time <= ?2
-             ORDER BY seq DESC LIMIT ?3",
+    /// Registers (or replaces) the grant key of active credential `issuer`; checked
+    /// in the same transaction, so a credential revoked meanwhile gets none.
+    pub fn put_grant_issuer(
+        &self,
+        issuer: &str,
+        public_key: &[u8],
+        at: i64,
+    ) -> Result<GrantIssuerRow> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if credential_state(&tx, issuer)? != Some(None) {
+            return Err(LkmError::NotFound(format!("active credential '{issuer}'")));
+        }
+        tx.execute(
+            "INSERT INTO grant_issuers (issuer, public_key, registered_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (issuer) DO UPDATE SET public_key = excluded.public_key,
+                                               registered_at = excluded.registered_at",
+            params![issuer, public_key, at],
         )?;
-        let rows = stmt.query_map(
-            params![
-                query.earliest.unwrap_or(i64::MIN),
-                query.latest.unwrap_or(i64::MAX),
-                query.max_entries
-            ],
-            |r| {
-                Ok(RequestLogEntry {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    method: r.get(2)?,
-                    path: r.get(3)?,
-                    credential_id: r.get(4)?,
-                    user_id: r.get(5)?,
-                    keypair_id: r.get(6)?,
-                    status: r.get(7)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        tx.commit()?;
+        Ok(GrantIssuerRow {
+            issuer: issuer.to_string(),
+            public_key: public_key.to_vec(),
+            registered_at: at,
+        })
     }
 
-    /// The `(credential id, nonce, time)` of the authenticated requests logged at or
-    /// after `since` (Unix milliseconds): what a restarted LKM must still refuse to
-    /// see again.
-    pub fn nonces_since(&self, since: i64) -> Result<Vec<(String, String, i64)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT credential_id, nonce, time FROM request_log
-             WHERE time >= ?1 AND credential_id IS NOT NULL AND nonce IS NOT NULL",
-        )?;
-        let rows = stmt.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    /// The grant key of `issuer`, if it is registered and its credential is active.
+    pub fn grant_issuer(&self, issuer: &str) -> Result<Option<GrantIssuerRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT g.issuer, g.public_key, g.registered_at
+                 FROM grant_issuers g JOIN credentials c ON c.id = g.issuer
+                 WHERE g.issuer = ?1 AND c.revoked_at IS NULL",
+                [issuer],
+                |r| {
+                    Ok(GrantIssuerRow {
+                        issuer: r.get(0)?,
+                        public_key: r.get(1)?,
+                        registered_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
     }
+}
 
-    /// Empties the request log.
-    pub fn clear_log(&self) -> Result<()> {
-        self.conn().execute("DELETE FROM request_log", [])?;
-        Ok(())
-    }
+/// Whether credential `id` exists (`Some`) and when it was revoked (`Some(Some(_))`).
+fn credential_state(conn: &Connection, id: &str) -> Result<Option<Option<i64>>> {
+    Ok(conn
+        .query_row(
+            "SELECT revoked_at FROM credentials WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 fn keypair_row(r: &Row<'_>) -> rusqlite::Result<KeypairRow> {
@@ -428,7 +398,8 @@ fn keypair_row(r: &Row<'_>) -> rusqlite::Result<KeypairRow> {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A new store in a temporary directory.
+    pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(&dir.path().join("lkm.sqlite3")).expect("open");
         (dir, store)
@@ -499,42 +470,33 @@ mod tests {
     }
 
     #[test]
-    fn the_request_log_is_bounded_filtered_and_newest_first() {
+    fn grant_issuers_belong_to_active_credentials() {
         let (_dir, store) = store();
-        for time in 1..=5 {
-            let record = LogRecord {
-                time,
-                method: "GET".into(),
-                path: "/x".into(),
-                credential_id: None,
-                user_id: Some(format!("u{time}")),
-                keypair_id: None,
-                status: 200,
-                nonce: None,
-            };
-            store.append_log(&record, 4).expect("append");
-        }
-        let all = LogQuery {
-            max_entries: 100,
-            earliest: None,
-            latest: None,
-        };
-        let times: Vec<i64> = store
-            .log(&all)
-            .expect("log")
-            .iter()
-            .map(|e| e.time)
-            .collect();
-        assert_eq!(times, [5, 4, 3, 2]);
-        let some = LogQuery {
-            max_entries: 1,
-            earliest: Some(3),
-            latest: Some(4),
-        };
-        let entries = store.log(&some).expect("log");
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].user_id.as_deref(), Some("u4"));
-        store.clear_log().expect("clear");
-        assert!(store.log(&all).expect("log").is_empty());
+        assert!(matches!(
+            store.put_grant_issuer("nobody", &[1; 32], 1),
+            Err(LkmError::NotFound(_))
+        ));
+        store.insert_credential("server", b"k1", 1).expect("issue");
+        store.put_grant_issuer("server", &[1; 32], 2).expect("put");
+        store
+            .put_grant_issuer("server", &[2; 32], 3)
+            .expect("replace");
+        let row = store.grant_issuer("server").expect("get").expect("row");
+        assert_eq!(
+            (row.public_key.as_slice(), row.registered_at),
+            (&[2u8; 32][..], 3)
+        );
+        assert_eq!(row.to_wire().key_id, grant::key_id(&[2; 32]));
+        store.revoke_credential("server", 4).expect("revoke");
+        assert_eq!(store.grant_issuer("server").expect("get"), None);
+        assert!(store.put_grant_issuer("server", &[3; 32], 5).is_err());
+        store
+            .insert_credential("server", b"k2", 6)
+            .expect("re-issue");
+        assert_eq!(
+            store.grant_issuer("server").expect("get"),
+            None,
+            "a re-issued credential starts without a grant key"
+        );
     }
 }

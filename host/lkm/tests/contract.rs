@@ -349,7 +349,7 @@ async fn tapeseal_s_own_client_decrypts_through_a_pinned_fingerprint() {
         decrypt_url: format!("{}{DECRYPT}", lkm.url),
         hawk_id: "tapeseal-server".into(),
         hawk_key: zeroize::Zeroizing::new(issued["authKey"].as_str().expect("key").to_string()),
-        trust: Trust::fingerprint(&lkm.fingerprint).expect("fingerprint"),
+        trust: Trust::fingerprint(lkm.fingerprint.as_deref().expect("HTTPS")).expect("fingerprint"),
         timeout: Duration::from_secs(30),
     })
     .expect("client");

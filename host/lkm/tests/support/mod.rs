@@ -1,8 +1,10 @@
 //! Runs a real LKM in this process on a loopback port, with its self-signed
-//! certificate trusted (and its printed fingerprint checked), and signs requests
-//! with Hawk as a platform would.
+//! certificate trusted (and its printed fingerprint checked), or over plain HTTP, and
+//! signs requests with Hawk as a platform would.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod playback;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -16,6 +18,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use tapeseal_keys::hawk;
 use tapeseal_lkm::{Config, DataDir, Limits};
+use tempfile::TempDir;
 
 /// The contract's paths.
 pub const AUTH: &str = "/key-management/v1/auth";
@@ -27,17 +30,23 @@ pub const DECRYPT: &str = "/key-management/v1/decrypt";
 pub const LOG: &str = "/key-management/v1/request-log";
 /// Health.
 pub const HEALTH: &str = "/key-management/v1/health";
+/// A platform's grant key.
+pub const GRANT_ISSUER: &str = "/key-management/v1/grant-issuer";
+/// Browser decrypt.
+pub const BROWSER_DECRYPT: &str = "/key-management/v1/browser-decrypt";
 
 /// A running LKM and a client that trusts it.
 pub struct Lkm {
     pub url: String,
     pub port: u16,
     pub admin: String,
-    pub fingerprint: String,
+    /// The certificate's fingerprint; `None` over plain HTTP.
+    pub fingerprint: Option<String>,
     pub data: PathBuf,
     pub client: reqwest::Client,
+    config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    dir: Option<TempDir>,
 }
 
 impl Lkm {
@@ -57,42 +66,66 @@ impl Lkm {
 
     /// Starts an LKM with `limits`.
     pub async fn start_with(limits: Limits) -> Self {
+        Self::start_config(|config| config.limits = limits).await
+    }
+
+    /// Starts an LKM on 127.0.0.1 with a fresh data directory and the configuration
+    /// `edit` makes of the default one.
+    pub async fn start_config(edit: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("lkm");
-        let config = Config {
-            data_dir: data.clone(),
+        let mut config = Config {
+            data_dir: dir.path().join("lkm"),
             listen: "127.0.0.1:0".parse().expect("addr"),
-            limits,
             ..Config::default()
         };
+        edit(&mut config);
+        Self::launch(config, dir).await
+    }
+
+    /// Stops this LKM and starts another on the same data directory and
+    /// configuration (on a new port): a restart.
+    pub async fn restart(mut self) -> Self {
+        let dir = self.dir.take().expect("data directory");
+        let config = self.config.clone();
+        drop(self);
+        Self::launch(config, dir).await
+    }
+
+    async fn launch(config: Config, dir: TempDir) -> Self {
         let bound = tapeseal_lkm::bind(&config).await.expect("bind");
         let url = bound.url();
         let port = bound.local_addr().port();
-        let fingerprint = bound.fingerprint().to_string();
+        let fingerprint = bound.fingerprint().map(str::to_string);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(bound.serve(async {
             let _ = rx.await;
         }));
-        let dirs = DataDir::new(&data);
+        let dirs = DataDir::new(&config.data_dir);
         let admin = std::fs::read_to_string(dirs.admin_token_path()).expect("admin token");
-        let cert = std::fs::read(dirs.cert_path()).expect("certificate");
-        assert_eq!(
-            tapeseal_lkm::tls::fingerprint_of_pem(&cert).expect("fingerprint"),
-            fingerprint
-        );
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&cert).expect("PEM")])
-            .build()
-            .expect("client");
+        let client = match &fingerprint {
+            Some(fingerprint) => {
+                let cert = std::fs::read(dirs.cert_path()).expect("certificate");
+                assert_eq!(
+                    &tapeseal_lkm::tls::fingerprint_of_pem(&cert).expect("fingerprint"),
+                    fingerprint
+                );
+                reqwest::Client::builder()
+                    .tls_certs_only([reqwest::Certificate::from_pem(&cert).expect("PEM")])
+                    .build()
+                    .expect("client")
+            }
+            None => reqwest::Client::new(),
+        };
         Self {
             url,
             port,
             admin,
             fingerprint,
-            data,
+            data: config.data_dir.clone(),
             client,
+            config,
             stop: Some(tx),
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -108,6 +141,11 @@ impl Lkm {
 
     /// Issues Hawk credentials for `id` through the API.
     pub async fn credentials(&self, id: &str) -> hawk::Credentials {
+        self.issue(id).await.0
+    }
+
+    /// Issues Hawk credentials for `id` through the API; also their `authKey`.
+    pub async fn issue(&self, id: &str) -> (hawk::Credentials, String) {
         let answer = self
             .admin(Method::POST, "/key-management/v1/auth")
             .json(&json!({ "id": id }))
@@ -117,7 +155,8 @@ impl Lkm {
         assert_eq!(answer.status(), 200);
         let body: Value = answer.json().await.expect("json");
         assert_eq!(body["algorithm"], "sha256");
-        hawk::credentials(id, body["authKey"].as_str().expect("authKey")).expect("credentials")
+        let key = body["authKey"].as_str().expect("authKey").to_string();
+        (hawk::credentials(id, &key).expect("credentials"), key)
     }
 
     /// A fresh Hawk `Authorization` value for `method` on `path` (with its query).
@@ -187,6 +226,11 @@ impl Lkm {
 
     /// The request log, read with the admin token.
     pub async fn admin_log(&self) -> Vec<tapeseal_keys::lkm::wire::RequestLogEntry> {
+        serde_json::from_value(self.admin_log_json().await).expect("log entries")
+    }
+
+    /// The request log as the JSON the LKM sent, read with the admin token.
+    pub async fn admin_log_json(&self) -> Value {
         let answer = self
             .admin(Method::GET, "/key-management/v1/request-log")
             .send()
