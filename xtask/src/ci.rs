@@ -89,6 +89,10 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         crate::demo::run(root, true, crate::demo::Binary::FromTests)
     })?;
     crate::npm::test(root)?;
+    step(
+        "the browser pages end to end in headless Chromium (www/test/e2e.mjs)",
+        || crate::www::e2e(root),
+    )?;
     println!(
         "\nxtask ci: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()

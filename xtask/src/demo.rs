@@ -1,10 +1,11 @@
-//! `cargo xtask demo`: the recording server on 127.0.0.1 with its embedded defaults,
-//! the reference Local Key Manager beside it, two demo organisations with one token
-//! per role (`demo` with managed keys, `demo-lkm` with its KEK in the LKM), and sample
-//! recordings (a WAV call, an email, a chat transcript) ingested over HTTP and played
-//! back for each. It prints what
-//! to curl, then serves until Ctrl-C. `--check` stops after the playback check (CI
-//! runs it, so the README's run command is proven on every change).
+//! `cargo xtask demo`: the recording server on 127.0.0.1 with its embedded defaults
+//! and the browser pages, the reference Local Key Manager beside it, two demo
+//! organisations with one token per role (`demo` with managed keys, `demo-lkm` with
+//! its KEK in the LKM), and sample recordings (a WAV call, an email, a chat
+//! transcript) ingested over HTTP and played back for each. It prints the page that
+//! plays the sample call with a DEK straight from the LKM and what to curl, then
+//! serves until Ctrl-C. `--check` stops after the playback checks (CI runs it, so
+//! the README's run command is proven on every change).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,6 +38,16 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
             }
         }
     })?;
+    let mut pages = None;
+    crate::ci::step(
+        "build the browser pages (the npm package's web build)",
+        || {
+            crate::npm::install_wasm_bindgen(root)?;
+            pages = Some(crate::www::assemble(root, false)?);
+            Ok(())
+        },
+    )?;
+    let pages = pages.ok_or("no pages")?;
     let bin = root.join("target/debug/tapeseal");
     let dir = root.join("target/demo");
     if dir.exists() {
@@ -56,21 +67,23 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
     write_private(&env_file, &(managed.env_lines() + &lkm_org.env_lines()))?;
 
     let lkm_keys = LkmKeys::prepare(&bin, &dir)?;
-    let lkm = Service::start(&bin, &lkm_keys.serve_args(PREFERRED_LKM), true)
-        .or_else(|_| Service::start(&bin, &lkm_keys.serve_args("127.0.0.1:0"), true))?;
-    let server = Service::start(&bin, &serve_args(&data, PREFERRED), false)
-        .or_else(|_| Service::start(&bin, &serve_args(&data, "127.0.0.1:0"), false))?;
+    let server = Service::start(&bin, &serve_args(&data, &pages, PREFERRED))
+        .or_else(|_| Service::start(&bin, &serve_args(&data, &pages, "127.0.0.1:0")))?;
     let url = server.url.clone();
     let addr = url.trim_start_matches("http://").to_string();
+    // The page's origin, by address or by name, may ask the LKM for DEKs.
+    let origins = [url.clone(), url.replace("127.0.0.1", "localhost")];
+    let lkm = Service::start(&bin, &lkm_keys.serve_args(PREFERRED_LKM, &origins))
+        .or_else(|_| Service::start(&bin, &lkm_keys.serve_args("127.0.0.1:0", &origins)))?;
     println!(
         "\ntapeseal demo: the server is listening on {url} (data in {})",
         data.display()
     );
     println!(
-        "the reference LKM is listening on {} (data in {}; certificate SHA-256 {})",
+        "the reference LKM is listening on {} (data in {}; plain HTTP on loopback for this \
+         demo, so that any browser on this machine reaches it)",
         lkm.url,
         lkm_keys.data.display(),
-        lkm.fingerprint
     );
     lkm_keys.connect(&addr, &lkm_org.admin, &lkm)?;
     println!(
@@ -81,7 +94,8 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
 
     let samples = read_samples(&listing, &samples_dir)?;
     let first_id = play_samples(&addr, &managed, &samples)?;
-    play_samples(&addr, &lkm_org, &samples)?;
+    let lkm_call = play_samples(&addr, &lkm_org, &samples)?;
+    browser_path(&addr, &lkm_org, &lkm_call, &url)?;
     let (status, part) = http(
         &addr,
         "GET",
@@ -121,6 +135,12 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         format!("curl -s {url}/metrics | grep ^tapeseal_"),
         format!("curl -s {url}/openapi.json | head"),
     ];
+    println!(
+        "\nHear the sample call in your browser, decrypted in the page with a DEK that the page \
+         gets from the LKM itself:\n  {url}/#token={}&recording={lkm_call}\n\
+         The Encryption Keys admin page (managed organisation demo):\n  {url}/admin.html#token={}",
+        lkm_org.player, managed.admin
+    );
     println!("\nTry it (tokens for each role are in {e}):");
     for command in commands {
         println!("  {command}");
@@ -141,14 +161,76 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
 /// The address the demo asks for the reference LKM; when taken, any free port.
 const PREFERRED_LKM: &str = "127.0.0.1:8760";
 
-fn serve_args(data: &Path, listen: &str) -> Vec<String> {
+fn serve_args(data: &Path, pages: &Path, listen: &str) -> Vec<String> {
     vec![
         "serve".into(),
         "--data".into(),
         data.display().to_string(),
+        "--www".into(),
+        pages.display().to_string(),
         "--listen".into(),
         listen.into(),
     ]
+}
+
+/// What the playback page does, without a browser: the pages are served; a player
+/// gets a grant for the LKM organisation's call; the LKM redeems it for the page's
+/// origin (CORS) with the DEK.
+fn browser_path(addr: &str, org: &DemoOrg, recording: &str, origin: &str) -> Res<()> {
+    for page in ["/", "/admin.html", "/pkg/tapeseal_bg.wasm"] {
+        let (status, _, _) = http_full(addr, "GET", page, "", &[], &[])?;
+        if status != 200 {
+            return Err(format!("GET {page}: {status}").into());
+        }
+    }
+    let (status, reply) = http(
+        addr,
+        "POST",
+        &format!("/v1/recordings/{recording}/playback"),
+        &org.player,
+        &[],
+        &[],
+    )?;
+    let plan: serde_json::Value = serde_json::from_slice(&reply)?;
+    if status != 200 || plan["mode"] != "lkm" {
+        return Err(format!("the playback plan is not an LKM grant: {status} {plan}").into());
+    }
+    let grant = &plan["grant"];
+    let lkm_url = grant["lkm_url"].as_str().ok_or("no lkm_url")?;
+    let rest = lkm_url
+        .strip_prefix("http://")
+        .ok_or("the demo LKM is plain HTTP")?;
+    let (lkm_addr, path) = rest.split_at(rest.find('/').ok_or("no path")?);
+    let body = serde_json::json!({
+        "grant": grant["token"],
+        "keypairId": grant["keypair_id"],
+        "body": grant["wrapped_dek"],
+    });
+    let (status, head, reply) = http_full(
+        lkm_addr,
+        "POST",
+        path,
+        "",
+        &[("Content-Type", "application/json"), ("Origin", origin)],
+        body.to_string().as_bytes(),
+    )?;
+    let allowed = head.to_ascii_lowercase().contains(&format!(
+        "access-control-allow-origin: {}",
+        origin.to_ascii_lowercase()
+    ));
+    let dek: serde_json::Value = serde_json::from_slice(&reply)?;
+    if status != 200 || !allowed || dek["body"].as_str().is_none_or(|d| d.len() != 44) {
+        return Err(format!(
+            "the LKM did not release the DEK to the page's origin: {status} {}",
+            dek["code"]
+        )
+        .into());
+    }
+    println!(
+        "the pages are served; a grant for the demo-lkm call was redeemed at the LKM for the \
+         page's origin (CORS) with its DEK"
+    );
+    Ok(())
 }
 
 /// A demo organisation with one token per role.
@@ -253,15 +335,21 @@ impl LkmKeys {
         })
     }
 
-    fn serve_args(&self, listen: &str) -> Vec<String> {
-        vec![
+    fn serve_args(&self, listen: &str, origins: &[String]) -> Vec<String> {
+        let mut args = vec![
             "lkm".into(),
             "serve".into(),
             "--data".into(),
             self.data.display().to_string(),
             "--listen".into(),
             listen.into(),
-        ]
+            "--plain-http".into(),
+        ];
+        for origin in origins {
+            args.push("--allow-origin".into());
+            args.push(origin.clone());
+        }
+        args
     }
 
     fn admin_token_file(&self) -> std::path::PathBuf {
@@ -275,7 +363,6 @@ impl LkmKeys {
             "decrypt_url": format!("{}/key-management/v1/decrypt", lkm.url),
             "hawk_id": self.hawk_id,
             "hawk_key": self.hawk_key,
-            "fingerprint": lkm.fingerprint,
         });
         let json = [("Content-Type", "application/json")];
         let (status, reply) = http(
@@ -420,15 +507,14 @@ fn write_private(path: &Path, text: &str) -> Res<()> {
 }
 
 /// A `tapeseal` process that prints `listening on URL` first (the server, or the
-/// reference LKM, which also prints its certificate's fingerprint).
+/// reference LKM).
 struct Service {
     child: Child,
     url: String,
-    fingerprint: String,
 }
 
 impl Service {
-    fn start(bin: &Path, args: &[String], tls: bool) -> Res<Self> {
+    fn start(bin: &Path, args: &[String]) -> Res<Self> {
         let mut child = Command::new(bin)
             .args(args)
             .env(
@@ -436,11 +522,7 @@ impl Service {
                 std::env::var("TAPESEAL_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(if tls {
-                Stdio::piped()
-            } else {
-                Stdio::inherit()
-            })
+            .stderr(Stdio::inherit())
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -455,33 +537,7 @@ impl Service {
                 return Err(format!("tapeseal {} did not start", args.join(" ")).into());
             }
         };
-        let mut fingerprint = String::new();
-        if let Some(stderr) = child.stderr.take() {
-            let mut lines = BufReader::new(stderr).lines();
-            for line in lines.by_ref() {
-                let line = line?;
-                if let Some(f) = line.split("certificate sha256 fingerprint: ").nth(1) {
-                    fingerprint = f.trim().to_string();
-                    break;
-                }
-                eprintln!("{line}");
-            }
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    eprintln!("{line}");
-                }
-            });
-            if fingerprint.is_empty() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("the LKM printed no certificate fingerprint".into());
-            }
-        }
-        Ok(Self {
-            child,
-            url,
-            fingerprint,
-        })
+        Ok(Self { child, url })
     }
 
     /// Asks the process to shut down (SIGTERM) and waits for it.
@@ -515,11 +571,27 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Res<(u16, Vec<u8>)> {
+    http_full(addr, method, path, token, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 request on loopback (with a bearer token unless it is empty);
+/// returns the status, the response head and the body.
+fn http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Res<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr)?;
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    if !token.is_empty() {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -544,5 +616,5 @@ fn http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no HTTP status")?;
-    Ok((status, response[split + 4..].to_vec()))
+    Ok((status, head, response[split + 4..].to_vec()))
 }

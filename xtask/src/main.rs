@@ -10,6 +10,7 @@ mod ci;
 mod demo;
 mod npm;
 mod vectors;
+mod www;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +29,10 @@ commands:
                      recordings (data in target/demo/); --check stops after
                      checking playback instead of serving until Ctrl-C
   npm [--test]       build the npm package into target/npm/tapeseal and pack it;
-                     with --test, also run its Node, Chromium and consumer tests";
+                     with --test, also run its Node, Chromium and consumer tests
+  www [--test]       assemble the browser pages into target/www (for
+                     tapeseal serve --www); with --test, run their end-to-end
+                     tests in headless Chromium (screenshots in target/www-e2e)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,6 +72,14 @@ fn main() -> ExitCode {
         ["demo", "--check"] => demo::run(&root, true, demo::Binary::Build),
         ["npm"] => npm::pack(&root).map(|_| ()),
         ["npm", "--test"] => npm::install(&root).and_then(|()| npm::test(&root)),
+        ["www"] => ci::install_targets(&root)
+            .and_then(|()| npm::install_wasm_bindgen(&root))
+            .and_then(|()| www::assemble(&root, false))
+            .map(|_| ()),
+        ["www", "--test"] => npm::install(&root).and_then(|()| {
+            ci::cargo(&root, &[&ci::TEST_BUILD[..], &["--no-run"]].concat())?;
+            www::e2e(&root)
+        }),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -1,5 +1,6 @@
 //! The npm package `tapeseal`: build it (`cargo xtask npm`), test it as a consumer
-//! would, and run the wasm-bindgen tests in Node and headless Chromium.
+//! would, and run the wasm-bindgen tests in Node and headless Chromium through
+//! wasm-pack, as the package's Rust users run them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,18 @@ pub(crate) fn package_dir(root: &Path) -> PathBuf {
     root.join("target/npm/tapeseal")
 }
 
-fn harness_dir(root: &Path) -> PathBuf {
+pub(crate) fn harness_dir(root: &Path) -> PathBuf {
     root.join("crates/wasm/js")
 }
 
-/// Installs what the JS side needs: wasm-bindgen-cli at the pinned version, Node and
-/// npm, Chromium and its driver, and the harness's locked npm packages.
+/// Installs what the JS side needs: wasm-bindgen-cli at the pinned version,
+/// wasm-pack, Node and npm, Chromium and its driver, and the harness's locked npm
+/// packages.
 pub(crate) fn install(root: &Path) -> Res<()> {
-    // Debian's packages download and unpack while cargo compiles the CLI.
+    // Debian's packages download and unpack while cargo compiles the CLIs.
     std::thread::scope(|scope| {
         let debian = scope.spawn(|| install_debian_packages(root).map_err(|e| e.to_string()));
-        let cli = install_wasm_bindgen(root);
+        let cli = install_wasm_bindgen(root).and_then(|()| install_wasm_pack(root));
         let debian = debian
             .join()
             .map_err(|_| "the Debian install panicked".to_string())?;
@@ -42,7 +44,7 @@ pub(crate) fn install(root: &Path) -> Res<()> {
 }
 
 /// wasm-bindgen-cli at the pinned version, unless it is on PATH already.
-fn install_wasm_bindgen(root: &Path) -> Res<()> {
+pub(crate) fn install_wasm_bindgen(root: &Path) -> Res<()> {
     let current = Command::new("wasm-bindgen").arg("--version").output().ok();
     let have = current
         .filter(|o| o.status.success())
@@ -50,8 +52,7 @@ fn install_wasm_bindgen(root: &Path) -> Res<()> {
     if have.as_deref() == Some(&format!("wasm-bindgen {WASM_BINDGEN_VERSION}")) {
         return Ok(());
     }
-    // Only the two programs the checks run, optimised lightly: they process one
-    // small module, and a full release build of them is minutes of CI.
+    // Only the two programs the checks run, optimised lightly.
     cargo_env(
         root,
         &[
@@ -64,12 +65,32 @@ fn install_wasm_bindgen(root: &Path) -> Res<()> {
             "--bin",
             "wasm-bindgen-test-runner",
         ],
-        &[
-            ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
-            ("CARGO_PROFILE_RELEASE_LTO", "false"),
-            ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
-            ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
-        ],
+        &LIGHT_RELEASE,
+    )
+}
+
+/// Compiles a tool lightly: it runs briefly on small inputs, and a full release
+/// build of it is minutes of CI.
+const LIGHT_RELEASE: [(&str, &str); 4] = [
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+    ("CARGO_PROFILE_RELEASE_LTO", "false"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+];
+
+/// The wasm-pack CI installs when there is none.
+const WASM_PACK_VERSION: &str = "=0.15.1";
+
+/// wasm-pack, unless it is on PATH. It downloads nothing when it runs here: the
+/// pinned wasm-bindgen-cli is on PATH and wasm-opt is off in crates/wasm/Cargo.toml.
+fn install_wasm_pack(root: &Path) -> Res<()> {
+    if on_path("wasm-pack") {
+        return Ok(());
+    }
+    cargo_env(
+        root,
+        &["install", "wasm-pack", "--version", WASM_PACK_VERSION],
+        &LIGHT_RELEASE,
     )
 }
 
@@ -194,17 +215,17 @@ pub(crate) fn pack(root: &Path) -> Res<PathBuf> {
 
 /// Everything the package is tested with.
 pub(crate) fn test(root: &Path) -> Res<()> {
-    step("wasm-bindgen tests in Node", || {
-        cargo_env(
-            root,
-            &["test", "-p", "tapeseal-wasm", "--target", WASM_TARGET],
-            &[],
-        )
+    let crate_dir = root.join("crates/wasm");
+    step("wasm-pack test --node crates/wasm", || {
+        run_in(&crate_dir, "wasm-pack", &["test", "--node"], &[])
     })?;
-    step("wasm-bindgen tests in headless Chromium", || {
-        cargo_env(
-            root,
-            &["test", "-p", "tapeseal-wasm", "--target", WASM_TARGET],
+    step("wasm-pack test --headless --chrome crates/wasm", || {
+        // The tests are configured for Node; this runs the same ones in Chromium
+        // (wasm-pack finds Debian's chromedriver on PATH).
+        run_in(
+            &crate_dir,
+            "wasm-pack",
+            &["test", "--headless", "--chrome"],
             &[("WASM_BINDGEN_USE_BROWSER", "1")],
         )
     })?;
