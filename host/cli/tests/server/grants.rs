@@ -183,6 +183,27 @@ fn a_grant_is_redeemed_once_at_the_lkm_for_the_dek_of_its_recording_only() {
         200,
     );
     assert_eq!(audit.as_array().expect("entries").len(), 3, "{audit}");
+
+    // Registering the grant key again (as after an LKM outage) is admin-only and
+    // keeps grants working.
+    expect_error(
+        api.post_json(&acme.player, "/v1/lkm/grant-key", &json!({})),
+        403,
+        "forbidden",
+    );
+    let again = expect_json(
+        api.post_json(&acme.admin, "/v1/lkm/grant-key", &json!({})),
+        200,
+    );
+    assert_eq!(again["browser_grants"], true);
+    assert_eq!(again["grant_key_id"], view["grant_key_id"]);
+    let later = playback(&api, &acme.player, a_id);
+    assert_eq!(
+        redeem(&lkm, &later["grant"], &later["grant"]["wrapped_dek"])
+            .status()
+            .as_u16(),
+        200
+    );
     lkm.stop();
 }
 

@@ -246,10 +246,16 @@ fn lkm_settings_are_checked_and_the_hawk_key_is_never_shown() {
         body
     };
     for bad in [
+        // Plain HTTP only to a loopback address.
         with(
             "decrypt_url",
-            json!("http://127.0.0.1:9/key-management/v1/decrypt"),
+            json!("http://lkm.example.com/key-management/v1/decrypt"),
         ),
+        with(
+            "decrypt_url",
+            json!("http://10.0.0.9:8760/key-management/v1/decrypt"),
+        ),
+        with("browser_url", json!("ftp://lkm.example.com/x")),
         with("decrypt_url", json!("not a url")),
         with("hawk_id", json!("short")),
         with("fingerprint", json!("abc")),
@@ -267,8 +273,16 @@ fn lkm_settings_are_checked_and_the_hawk_key_is_never_shown() {
         403,
         "forbidden",
     );
+    // An LKM that cannot be reached now keeps the settings; grants stay off, saying why.
     let view = expect_json(api.put_json(&acme.admin, "/v1/lkm", &base), 200);
     assert_eq!(view["trust"], "system");
+    assert_eq!(view["browser_grants"], false);
+    assert!(
+        view["grants_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach the LKM")),
+        "{view}"
+    );
     let shown = expect_json(api.get(&acme.admin, "/v1/lkm"), 200);
     assert!(!shown.to_string().contains("k3y-material"));
     assert!(!server.log().contains("k3y-material"));

@@ -495,4 +495,50 @@ mod tests {
         );
         assert!(!format!("{client:?}").contains("key\""));
     }
+
+    /// A one-connection HTTP server on loopback answering every request with
+    /// `status`; returns its base URL.
+    async fn answering(status: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0u8; 8192];
+                let _ = socket.read(&mut request).await;
+                let body = r#"{"status":0,"code":"x","message":"answered by the test"}"#;
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn an_lkm_without_browser_decrypt_is_told_apart_from_a_refusal() {
+        let key = [7u8; 32];
+        let client = |base: String| {
+            Client::new(&endpoint(&format!("{base}/key-management/v1/decrypt"))).expect("client")
+        };
+        let genesys_only = client(answering("404 Not Found").await);
+        assert!(matches!(
+            genesys_only.register_grant_issuer(&key).await,
+            Ok(None)
+        ));
+        let refusing = client(answering("403 Forbidden").await);
+        assert!(matches!(
+            refusing.register_grant_issuer(&key).await,
+            Err(KeyServiceError::Failed(reason)) if reason.contains("answered by the test")
+        ));
+        let broken = client(answering("200 OK").await);
+        assert!(matches!(
+            broken.register_grant_issuer(&key).await,
+            Err(KeyServiceError::Failed(_))
+        ));
+    }
 }
