@@ -4,7 +4,7 @@
 // takes the playback `play` ({pb, token, pageStats}) it works for.
 
 import { Opener, headerLength, inspect } from "./pkg/tapeseal.js";
-import { PageError, call, lkmUnwrap } from "./api.js";
+import { PageError, call, callJson, lkmUnwrap } from "./api.js";
 
 /** "audio", "text" or "other", from the media kind and content type. */
 export function kindOf(mediaKind, contentType = "") {
@@ -19,12 +19,27 @@ export function kindOf(mediaKind, contentType = "") {
 
 /** In LKM mode: the header (by Range) and the DEK (from the LKM), fetched side by side. */
 export async function headerAndDek(play, envelope) {
-  const [header, dek] = await Promise.allSettled([envelope ?? fetchHeader(play), lkmUnwrap(play.pb.grant)]);
+  const [header, dek] = await Promise.allSettled([envelope ?? fetchHeader(play), dekFromLkm(play)]);
   if (header.status === "rejected" || dek.status === "rejected") {
     if (dek.status === "fulfilled") dek.value.fill(0);
     throw dek.status === "rejected" ? dek.reason : header.reason;
   }
   return [header.value, dek.value];
+}
+
+/** The DEK from the LKM; a grant that expired on the way is replaced once. */
+async function dekFromLkm(play) {
+  try {
+    return await lkmUnwrap(play.pb.grant);
+  } catch (err) {
+    if (err?.code !== "grant_expired") throw err;
+    // A slow network or a clock that runs ahead: one fresh grant, then give up.
+    const path = `/v1/recordings/${encodeURIComponent(play.pb.recording_id)}/playback`;
+    const fresh = await callJson(play.token, path, { method: "POST" });
+    if (fresh.mode !== "lkm" || !fresh.grant) throw err;
+    play.pb = { ...play.pb, grant: fresh.grant };
+    return lkmUnwrap(fresh.grant);
+  }
 }
 
 async function fetchHeader(play) {
