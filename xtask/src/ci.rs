@@ -132,7 +132,7 @@ fn install(root: &Path) -> Res<()> {
         Ok(())
     })?;
     step(
-        "JavaScript toolchain: wasm-bindgen-cli, Node, Chromium, npm packages",
+        "JavaScript toolchain: wasm-bindgen-cli, wasm-pack, Node, Chromium, npm packages",
         || crate::npm::install(root),
     )
 }
