@@ -8,6 +8,7 @@
 
 mod ci;
 mod demo;
+mod loopback;
 mod npm;
 mod vectors;
 mod www;
