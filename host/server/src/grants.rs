@@ -105,12 +105,12 @@ async fn grant(
     record: &RecordingRecord,
 ) -> ApiResult<Option<GrantView>> {
     let lkm = state.keys.lkm();
-    let takes_grants = lkm
+    let Some(settings) = lkm
         .settings(auth.org())?
-        .is_some_and(|s| s.grants.registered_at.is_some());
-    if !takes_grants {
+        .filter(|s| s.grants.registered_at.is_some())
+    else {
         return Ok(None);
-    }
+    };
     let info = {
         let _permit = state.limits.admit(auth.org()).await?;
         pinned_header(state, record).await?.2
@@ -139,7 +139,7 @@ async fn grant(
         user: auth.actor(),
         ttl: Duration::from_secs(state.config.grants.ttl_secs),
     };
-    let Some(issued) = lkm.issue_grant(auth.org(), &request)? else {
+    let Some(issued) = lkm.issue_grant(&settings, &request)? else {
         return Ok(None);
     };
     state.catalogue.audit(

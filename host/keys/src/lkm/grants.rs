@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tapeseal_core::WrapAlgorithm;
-use tapeseal_store::catalogue::GrantSettings;
+use tapeseal_store::catalogue::{GrantSettings, LkmSettings};
 
 use super::wire::{BROWSER_DECRYPT_PATH, DECRYPT_PATH, DecryptType};
 use super::{LkmKeys, Settings, failed};
@@ -146,16 +146,15 @@ impl LkmKeys {
         }
     }
 
-    /// A signed grant for `request`, or `None` when the organisation's LKM has not
-    /// accepted a grant key (the recording then plays through the server).
+    /// A signed grant for `request` under the organisation's LKM settings `record`
+    /// (from [`settings`](Self::settings)), or `None` when its LKM has not accepted a
+    /// grant key (the recording then plays through the server).
     pub fn issue_grant(
         &self,
-        org_id: &str,
+        record: &LkmSettings,
         request: &GrantRequest<'_>,
     ) -> Result<Option<IssuedGrant>, KeyServiceError> {
-        let Some(record) = self.settings(org_id)? else {
-            return Ok(None);
-        };
+        let org_id = record.org_id.as_str();
         let (Some(url), Some(_)) = (&record.grants.browser_url, record.grants.registered_at) else {
             return Ok(None);
         };
