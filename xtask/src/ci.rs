@@ -28,22 +28,22 @@ pub(crate) const TEST_BUILD: [&str; 4] =
 pub(crate) fn run(root: &Path) -> Res<()> {
     let started = std::time::Instant::now();
     install(root)?;
+    let moto = step_value(
+        "moto server for the AWS KMS tests (PyPI moto[server])",
+        || crate::moto::ensure(root),
+    )?;
+    let moto = moto.to_string_lossy().to_string();
     step("format", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
-    step("clippy", || {
-        cargo(
-            root,
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--features",
-                "tapeseal/failpoints",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        )
-    })?;
+    lint_as_we_build(root)?;
+    step(
+        "clippy (-D warnings) while building the workspace's tests, benches and binaries",
+        || {
+            cargo(
+                root,
+                &[&TEST_BUILD[..], &["--all-targets", "--no-run"]].concat(),
+            )
+        },
+    )?;
     step("clippy for the wasm face on wasm32", || {
         cargo(
             root,
@@ -76,7 +76,12 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         )
     })?;
     step("tests, the failpoint crash matrix among them", || {
-        cargo(root, &TEST_BUILD)
+        // The AWS KMS tests run against this moto (tapeseal-testkit).
+        cargo_env(
+            root,
+            &TEST_BUILD,
+            &[("TAPESEAL_MOTO_SERVER", moto.as_str())],
+        )
     })?;
     for target in WASM_TARGETS {
         step(&format!("core for {target}"), || {
@@ -106,6 +111,16 @@ pub(crate) fn step(name: &str, f: impl FnOnce() -> Res<()>) -> Res<()> {
     let result = f().map_err(|e| format!("step '{name}' failed: {e}").into());
     println!("<== {name}: {:.0} s", started.elapsed().as_secs_f64());
     result
+}
+
+/// A [`step`] that produces a value.
+pub(crate) fn step_value<T>(name: &str, f: impl FnOnce() -> Res<T>) -> Res<T> {
+    let mut out = None;
+    step(name, || {
+        out = Some(f()?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| "step produced nothing".into())
 }
 
 /// Adds the wasm32 targets that are missing (the host's build needs wasm32-wasip2
@@ -171,10 +186,44 @@ pub(crate) fn cargo(root: &Path, args: &[&str]) -> Res<()> {
     cargo_env(root, args, &[])
 }
 
+/// clippy-driver, once [`lint_as_we_build`] has found it.
+static CLIPPY_DRIVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// From now on every cargo this process runs compiles the workspace's own crates
+/// with clippy-driver as the rustc wrapper, as `cargo clippy` does, but building
+/// them too: clippy's lints (as errors) come with the test build instead of a
+/// second, check-only build of every dependency. The wrapper is part of cargo's
+/// fingerprints, so each later step must use it to reuse that build.
+fn lint_as_we_build(root: &Path) -> Res<()> {
+    let driver = output(root, "rustup", &["which", "clippy-driver"])?;
+    let driver = driver.trim().to_string();
+    if !Path::new(&driver).is_file() {
+        return Err(format!("clippy-driver not found (rustup said {driver})").into());
+    }
+    CLIPPY_DRIVER
+        .set(driver)
+        .map_err(|_| "clippy-driver was set twice".into())
+}
+
 /// Runs cargo (the one running xtask) with extra environment variables.
 pub(crate) fn cargo_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Res<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_in(root, &cargo, args, env)
+    let mut env = env.to_vec();
+    // `cargo install` builds other people's code: never lint it.
+    if let Some(driver) = CLIPPY_DRIVER
+        .get()
+        .filter(|_| args.first() != Some(&"install"))
+    {
+        // How cargo-clippy hands its arguments to clippy-driver.
+        env.extend([
+            ("RUSTC_WORKSPACE_WRAPPER", driver.as_str()),
+            (
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            ),
+        ]);
+    }
+    run_in(root, &cargo, args, &env)
 }
 
 fn run_cmd(root: &Path, program: &str, args: &[&str]) -> Res<()> {

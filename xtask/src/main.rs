@@ -5,10 +5,12 @@
 //! - `bench`: the criterion benchmarks.
 //! - `demo [--check]`: the recording server with sample recordings on 127.0.0.1.
 //! - `npm`: build the npm package into `target/npm/tapeseal` and pack it.
+//! - `moto`: find or install `moto_server`, which the AWS KMS tests run against.
 
 mod ci;
 mod demo;
 mod loopback;
+mod moto;
 mod npm;
 mod vectors;
 mod www;
@@ -33,7 +35,9 @@ commands:
                      with --test, also run its Node, Chromium and consumer tests
   www [--test]       assemble the browser pages into target/www (for
                      tapeseal serve --www); with --test, run their end-to-end
-                     tests in headless Chromium (screenshots in target/www-e2e)";
+                     tests in headless Chromium (screenshots in target/www-e2e)
+  moto               find moto_server (for the AWS KMS tests) or install it into
+                     target/tools/moto with pip, and print its path";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,28 +51,32 @@ fn main() -> ExitCode {
         ["ci"] => ci::run(&root),
         ["vectors"] => vectors::run(&root, false),
         ["vectors", "--check"] => vectors::run(&root, true),
-        ["bench", rest @ ..] => ci::cargo(
-            &root,
-            &[
-                &[
-                    "bench",
-                    "-p",
-                    "tapeseal-core",
-                    "-p",
-                    "tapeseal-engine",
-                    "-p",
-                    "tapeseal-keys",
-                    "-p",
-                    "tapeseal-lkm",
-                    "-p",
-                    "tapeseal",
-                    "--",
-                ][..],
-                rest,
-            ]
-            .concat(),
-        )
-        .and_then(|()| npm::bench(&root)),
+        ["bench", rest @ ..] => moto::ensure(&root)
+            .and_then(|moto| {
+                ci::cargo_env(
+                    &root,
+                    &[
+                        &[
+                            "bench",
+                            "-p",
+                            "tapeseal-core",
+                            "-p",
+                            "tapeseal-engine",
+                            "-p",
+                            "tapeseal-keys",
+                            "-p",
+                            "tapeseal-lkm",
+                            "-p",
+                            "tapeseal",
+                            "--",
+                        ][..],
+                        rest,
+                    ]
+                    .concat(),
+                    &[("TAPESEAL_MOTO_SERVER", &moto.to_string_lossy())],
+                )
+            })
+            .and_then(|()| npm::bench(&root)),
         ["demo"] => demo::run(&root, false, demo::Binary::Build),
         ["demo", "--check"] => demo::run(&root, true, demo::Binary::Build),
         ["npm"] => npm::pack(&root).map(|_| ()),
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
             ci::cargo(&root, &[&ci::TEST_BUILD[..], &["--no-run"]].concat())?;
             www::e2e(&root)
         }),
+        ["moto"] => moto::ensure(&root).map(|path| println!("{}", path.display())),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

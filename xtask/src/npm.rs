@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::ci::{Res, cargo_env, run_in, step};
+use crate::ci::{Res, cargo_env, run_in, step, step_value};
 
 /// Must equal the `wasm-bindgen` pin in the workspace Cargo.toml.
 pub(crate) const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -111,24 +111,36 @@ fn install_debian_packages(root: &Path) -> Res<()> {
     .filter(|(bin, _)| !on_path(bin))
     .map(|(_, package)| package)
     .collect();
-    if !missing.is_empty() {
-        run_in(root, "apt-get", &["update", "-qq"], &[])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&missing);
-        run_in(
-            root,
-            "apt-get",
-            &args,
-            &[("DEBIAN_FRONTEND", "noninteractive")],
-        )?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        apt_install(root, &missing)
     }
-    Ok(())
+}
+
+/// Installs Debian packages with apt-get, refreshing its package lists first.
+pub(crate) fn apt_install(root: &Path, packages: &[&str]) -> Res<()> {
+    run_in(root, "apt-get", &["update", "-qq"], &[])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(packages);
+    run_in(
+        root,
+        "apt-get",
+        &args,
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
 }
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file()))
-        .unwrap_or(false)
+    which(bin).is_some()
+}
+
+/// The first file named `bin` in a directory of `PATH`.
+pub(crate) fn which(bin: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(bin))
+        .find(|path| path.is_file())
 }
 
 /// Builds the package into `target/npm/tapeseal`.
@@ -247,15 +259,6 @@ pub(crate) fn test(root: &Path) -> Res<()> {
     step("the packed tarball in a fresh Node project", || {
         consumer(root, &tarball)
     })
-}
-
-fn step_value<T>(name: &str, f: impl FnOnce() -> Res<T>) -> Res<T> {
-    let mut out = None;
-    step(name, || {
-        out = Some(f()?);
-        Ok(())
-    })?;
-    out.ok_or_else(|| "step produced nothing".into())
 }
 
 /// Installs the tarball into a new temporary project and runs the consumer scripts,
