@@ -2,7 +2,8 @@
 //! (constant-time); [`service`] is the `KeyService` seam with the one stanza-unwrap
 //! loop; [`managed`] is its first implementation (private KEKs sealed under a master
 //! key in the catalogue); [`lkm`] is the second (a Local Key Manager decrypts, over
-//! Hawk-authenticated HTTPS, see [`hawk`]); [`dispatch`] picks one per organisation;
+//! Hawk-authenticated HTTPS, see [`hawk`]); [`kms`] is the third (private KEKs held
+//! only as AWS KMS ciphertext); [`dispatch`] picks one per organisation;
 //! [`storage`] is the server's own storage key. This crate never names wasmtime or an
 //! HTTP server framework (the LKM client uses reqwest).
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod dispatch;
 pub mod grant;
 pub mod hawk;
 pub mod kek;
+pub mod kms;
 pub mod lkm;
 pub mod managed;
 pub mod service;

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tapeseal_core::{Dek, KekPublicKey, WrapAlgorithm};
 use zeroize::Zeroizing;
 
-use tapeseal_store::catalogue::{AuditEvent, Catalogue, CatalogueError, KekRecord};
+use tapeseal_store::catalogue::{AuditEvent, Catalogue, CatalogueError, KekHolder, KekRecord};
 use tapeseal_store::durable::write_private_file;
 use tapeseal_store::ids;
 use tapeseal_store::time::now_ms;
@@ -205,38 +205,41 @@ impl ManagedKeys {
     /// Generates a new KEK and makes it current ("change key now"). Older KEKs stay
     /// and keep unwrapping their recordings.
     pub fn rotate(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
-        let pair = KekPair::generate(3072)?;
-        let id = ids::new_id("kek").map_err(|e| ManagedKeyError::MasterKey(e.to_string()))?;
-        let pkcs8 = private_der(&pair)?;
-        let record = KekRecord {
-            id: id.clone(),
-            org_id: org_id.to_string(),
-            public_spki: pair.public_spki_der()?,
-            sealed_private: Some(self.master.seal(org_id, &id, &pkcs8)?),
-            state: "active".into(),
-            created_at: now_ms(),
-            wrap_algorithm: WrapAlgorithm::RsaOaepSha256.name().into(),
-        };
+        let record = self.new_record(org_id)?;
         tapeseal_store::crash_point!("rotation.before_insert");
         self.catalogue.insert_kek(
             &record,
             actor,
             &AuditEvent::KekCreate {
-                kek_id: &id,
-                detail: "managed RSA-3072",
+                kek_id: &record.id,
+                detail: MANAGED_DETAIL,
             },
         )?;
         tapeseal_store::crash_point!("rotation.after_insert");
-        Ok(CurrentKek {
+        Ok(current_of(record)?)
+    }
+
+    /// A new KEK pair with its private key sealed under the master key, not yet
+    /// recorded.
+    pub(crate) fn new_record(&self, org_id: &str) -> Result<KekRecord> {
+        let pair = KekPair::generate(3072)?;
+        let id = ids::new_id("kek").map_err(|e| ManagedKeyError::MasterKey(e.to_string()))?;
+        let pkcs8 = private_der(&pair)?;
+        Ok(KekRecord {
+            org_id: org_id.to_string(),
+            public_spki: pair.public_spki_der()?,
+            sealed_private: Some(self.master.seal(org_id, &id, &pkcs8)?),
             id,
-            public_key: pair.public_key()?,
-            algorithm: WrapAlgorithm::RsaOaepSha256,
+            state: "active".into(),
+            created_at: now_ms(),
+            wrap_algorithm: WrapAlgorithm::RsaOaepSha256.name().into(),
+            kms_key_arn: None,
         })
     }
 
     /// The current KEK, created on first use.
     pub fn current(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
-        match self.catalogue.current_kek(org_id)? {
+        match self.catalogue.current_kek(org_id, KekHolder::Managed)? {
             Some(record) => Ok(current_of(record)?),
             None => self.rotate(org_id, actor),
         }
@@ -246,12 +249,7 @@ impl ManagedKeys {
     /// (a server calls this at start, so a rotation missed while it was down happens
     /// then, and periodically). Returns the new KEK when it rotated.
     pub fn rotate_if_due(&self, org_id: &str, now_ms: i64) -> Result<Option<CurrentKek>> {
-        let (period, _) = self.catalogue.schedule(org_id)?;
-        let due = match self.catalogue.current_kek(org_id)? {
-            Some(current) => period.is_due(current.created_at, now_ms),
-            None => false,
-        };
-        if !due {
+        if !rotation_due(&self.catalogue, org_id, KekHolder::Managed, now_ms)? {
             return Ok(None);
         }
         let kek = self.rotate(org_id, "scheduler")?;
@@ -273,6 +271,7 @@ impl ManagedKeys {
             .ok_or_else(|| ManagedKeyError::NoSuchKek(kek_id.to_string()))?;
         let sealed = record
             .sealed_private
+            .filter(|_| record.kms_key_arn.is_none())
             .ok_or_else(|| ManagedKeyError::NotManaged(kek_id.to_string()))?;
         let der = self.master.open(org_id, kek_id, &sealed)?;
         let pair = KekPair::from_pem_or_der(&der)?;
@@ -293,6 +292,24 @@ impl ManagedKeys {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The audit detail of a new managed KEK.
+pub(crate) const MANAGED_DETAIL: &str = "managed RSA-3072";
+
+/// Whether the organisation's schedule says its current KEK of `holder` is due
+/// for rotation at `now_ms`.
+pub(crate) fn rotation_due(
+    catalogue: &Catalogue,
+    org_id: &str,
+    holder: KekHolder,
+    now_ms: i64,
+) -> Result<bool, CatalogueError> {
+    let (period, _) = catalogue.schedule(org_id)?;
+    Ok(match catalogue.current_kek(org_id, holder)? {
+        Some(current) => period.is_due(current.created_at, now_ms),
+        None => false,
+    })
 }
 
 /// A catalogue KEK as the KEK new recordings are sealed for.

@@ -98,6 +98,9 @@ pub enum KeyServiceError {
     /// The key service did not answer in time.
     #[error("the key service did not answer within {0:?}")]
     Timeout(Duration),
+    /// The settings given are malformed (nothing was asked of any key service).
+    #[error("{0}")]
+    Invalid(String),
     /// A KEK still in use cannot be deleted.
     #[error("{0}")]
     InUse(String),

@@ -257,7 +257,7 @@ fn a_due_schedule_rotates_once_and_persists_across_restarts() {
     );
     let keys = ManagedKeys::new(catalogue.clone(), master.clone());
     let created = catalogue
-        .current_kek(&org_id)
+        .current_kek_of_mode(&org_id)
         .expect("row")
         .expect("kek")
         .created_at;

@@ -84,8 +84,28 @@ pub async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render() + &kms_metrics(state.keys.kms()),
     ))
+}
+
+/// The AWS KMS key service's counters, in the Prometheus text format.
+fn kms_metrics(kms: &tapeseal_keys::kms::KmsKeys) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = kms.stats();
+    format!(
+        "# HELP tapeseal_kms_decrypts_total Private KEKs decrypted by AWS KMS for unwrapping.\n\
+         # TYPE tapeseal_kms_decrypts_total counter\n\
+         tapeseal_kms_decrypts_total {}\n\
+         # HELP tapeseal_kms_cache_hits_total Unwraps served by a cached private KEK.\n\
+         # TYPE tapeseal_kms_cache_hits_total counter\n\
+         tapeseal_kms_cache_hits_total {}\n\
+         # HELP tapeseal_kms_cached_keys Private KEKs held in memory now.\n\
+         # TYPE tapeseal_kms_cached_keys gauge\n\
+         tapeseal_kms_cached_keys {}\n",
+        stats.decrypts.load(Relaxed),
+        stats.cache_hits.load(Relaxed),
+        kms.cached_keys()
+    )
 }
 
 /// This API's OpenAPI 3.1 document.

@@ -47,6 +47,67 @@ pub struct Config {
     pub grants: GrantsConfig,
     /// The browser pages.
     pub www: WwwConfig,
+    /// AWS KMS, for organisations in KMS key mode.
+    pub kms: KmsConfig,
+}
+
+/// How the server reaches AWS KMS (organisations in `aws-kms` key mode). The
+/// server's AWS credentials come from the standard AWS chain (environment, shared
+/// files, web identity, ECS, EC2 instance metadata) unless an organisation gives
+/// an access key of its own.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KmsConfig {
+    /// Any KMS-compatible endpoint (a VPC endpoint, a test server); AWS's own
+    /// regional endpoint when absent.
+    pub endpoint_url: Option<String>,
+    /// The region of keys named without an ARN, when the organisation names none
+    /// (then `AWS_REGION`).
+    pub region: Option<String>,
+    /// How long one KMS call may take, in milliseconds (1 to 30000).
+    pub timeout_ms: u64,
+    /// How long a private KEK decrypted by KMS stays in memory, in seconds (from
+    /// the decrypt, not renewed by use); 0 turns the cache off.
+    pub cache_ttl_secs: u64,
+    /// How many decrypted private KEKs are kept at most; 0 turns the cache off.
+    pub cache_entries: usize,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        let keys = tapeseal_keys::kms::KmsConfig::default();
+        Self {
+            endpoint_url: None,
+            region: None,
+            timeout_ms: u64::try_from(keys.timeout.as_millis()).unwrap_or(5000),
+            cache_ttl_secs: keys.cache.ttl.as_secs(),
+            cache_entries: keys.cache.entries,
+        }
+    }
+}
+
+impl KmsConfig {
+    /// The key service's settings, checked.
+    pub fn keys(&self) -> anyhow::Result<tapeseal_keys::kms::KmsConfig> {
+        let timeout = std::time::Duration::from_millis(self.timeout_ms);
+        if timeout.is_zero() || timeout > tapeseal_keys::kms::MAX_TIMEOUT {
+            anyhow::bail!("[kms] timeout_ms is 1 to 30000");
+        }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            anyhow::bail!("[kms] endpoint_url is an http:// or https:// URL");
+        }
+        Ok(tapeseal_keys::kms::KmsConfig {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            timeout,
+            cache: tapeseal_keys::kms::CachePolicy {
+                ttl: std::time::Duration::from_secs(self.cache_ttl_secs),
+                entries: self.cache_entries,
+            },
+        })
+    }
 }
 
 /// Browser playback grants (organisations whose LKM takes them).
@@ -172,6 +233,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             grants: GrantsConfig::default(),
             www: WwwConfig::default(),
+            kms: KmsConfig::default(),
         }
     }
 }

@@ -244,6 +244,7 @@ impl From<KeyServiceError> for ApiError {
                 )
             }
             KeyServiceError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
+            KeyServiceError::Invalid(message) => Self::bad_request(message),
             KeyServiceError::Refused(_) | KeyServiceError::NoUsableStanza => {
                 tracing::warn!(error = %e, "key service refused");
                 Self::new(ErrorCode::KeyRefused, "the key service refused")

@@ -8,7 +8,7 @@ use tapeseal_keys::KeyService;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use serde::{Deserialize, Serialize};
 use tapeseal_core::Dek;
 use tapeseal_keys::{KeyServiceError, StanzaRef, UnwrapContext};
@@ -26,6 +26,7 @@ pub fn routes() -> axum::Router<Shared> {
         .route("/v1/keks", get(list).post(rotate))
         .route("/v1/keks/{id}", delete(remove).get(one))
         .route("/v1/rotation-schedule", get(schedule).put(set_schedule))
+        .route("/v1/key-mode", put(set_mode))
 }
 
 /// How long one key-service call may take before it counts as failed.
@@ -65,8 +66,9 @@ pub struct KekView {
     pub state: String,
     /// Whether new recordings are sealed for it.
     pub current: bool,
-    /// Where its private key is held: `managed` (sealed here) or `lkm` (in the
-    /// organisation's Local Key Manager).
+    /// Where its private key is held: `managed` (sealed here under the master
+    /// key), `lkm` (in the organisation's Local Key Manager) or `aws-kms` (here,
+    /// only as ciphertext under the organisation's AWS KMS key).
     pub mode: String,
     /// The RSA-OAEP padding DEKs are wrapped for it with: `rsa-oaep-sha256` or
     /// `rsa-oaep-sha1` (an LKM that cannot decrypt SHA-256).
@@ -89,12 +91,7 @@ pub(crate) fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> A
         })?;
     Ok(KekView {
         current: current == Some(kek.id.as_str()),
-        mode: if kek.sealed_private.is_some() {
-            "managed"
-        } else {
-            "lkm"
-        }
-        .into(),
+        mode: kek.holder().name().into(),
         wrap_algorithm: kek.wrap_algorithm,
         id: kek.id,
         state: kek.state,
@@ -112,7 +109,10 @@ pub(crate) fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> A
 )]
 pub async fn list(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<Vec<KekView>>> {
     auth.require(&[Role::Admin])?;
-    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    let current = state
+        .catalogue
+        .current_kek_of_mode(auth.org())?
+        .map(|k| k.id);
     let keks = state.catalogue.list_keks(auth.org())?;
     let views = keks
         .into_iter()
@@ -141,7 +141,10 @@ pub async fn one(
         .catalogue
         .kek(auth.org(), &id)?
         .ok_or_else(|| ApiError::not_found("KEK"))?;
-    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    let current = state
+        .catalogue
+        .current_kek_of_mode(auth.org())?
+        .map(|k| k.id);
     Ok(Json(view(&state, kek, current.as_deref())?))
 }
 
@@ -170,6 +173,67 @@ pub async fn rotate(
     ))
 }
 
+/// Which holder new recordings' KEKs come from.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct KeyModeRequest {
+    /// `managed`, `lkm` or `aws-kms`.
+    pub mode: String,
+}
+
+/// The organisation's key mode after a switch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyModeView {
+    /// `managed`, `lkm` or `aws-kms`.
+    pub key_mode: String,
+    /// The KEK new recordings are sealed for now; none for an LKM organisation
+    /// that has not registered a key pair yet.
+    pub current: Option<KekView>,
+}
+
+/// Switch the organisation's key mode. `managed` makes a new managed KEK current;
+/// `lkm` and `aws-kms` need their settings first (`PUT /v1/lkm`, `PUT /v1/kms`,
+/// which switch by themselves). KEKs of the other modes keep unwrapping their
+/// recordings; a rewrap job moves recordings onto the current KEK.
+#[utoipa::path(
+    put, path = "/v1/key-mode", tag = "keys",
+    request_body = KeyModeRequest,
+    responses(
+        (status = 200, description = "The new key mode and current KEK", body = KeyModeView),
+        (status = 400, description = "Unknown mode", body = super::error::ErrorBody),
+        (status = 409, description = "That mode has no settings yet", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn set_mode(
+    State(state): State<Shared>,
+    auth: Auth,
+    JsonBody(body): JsonBody<KeyModeRequest>,
+) -> ApiResult<Json<KeyModeView>> {
+    auth.require(&[Role::Admin])?;
+    let holder = tapeseal_store::catalogue::KekHolder::of_mode(body.mode.trim())
+        .ok_or_else(|| ApiError::bad_request("mode is managed, lkm or aws-kms"))?;
+    let current = state
+        .keys
+        .set_mode(auth.org(), holder, auth.actor())
+        .await?;
+    tracing::info!(mode = holder.name(), "key mode switched");
+    let current = match current {
+        Some(kek) => state.catalogue.kek(auth.org(), &kek.id)?,
+        None => None,
+    };
+    let current = match current {
+        Some(record) => {
+            let id = record.id.clone();
+            Some(view(&state, record, Some(&id))?)
+        }
+        None => None,
+    };
+    Ok(Json(KeyModeView {
+        key_mode: holder.name().into(),
+        current,
+    }))
+}
+
 /// Delete a KEK. Refused with 409 `kek_in_use` while any stored recording is
 /// wrapped for it: rewrap those first.
 #[utoipa::path(
@@ -188,7 +252,10 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     auth.require(&[Role::Admin])?;
-    let current = state.catalogue.current_kek(auth.org())?.map(|k| k.id);
+    let current = state
+        .catalogue
+        .current_kek_of_mode(auth.org())?
+        .map(|k| k.id);
     if current.as_deref() == Some(id.as_str()) {
         let users = state.catalogue.recordings_using_kek(auth.org(), &id)?;
         if users == 0 {
@@ -219,7 +286,7 @@ fn schedule_view(state: &AppState, org_id: &str) -> ApiResult<ScheduleView> {
     let (period, last) = state.catalogue.schedule(org_id)?;
     let next = state
         .catalogue
-        .current_kek(org_id)?
+        .current_kek_of_mode(org_id)?
         .and_then(|k| period.next_due(k.created_at));
     Ok(ScheduleView {
         period: period.name().into(),

@@ -32,6 +32,7 @@ pub mod error;
 pub mod grants;
 pub mod jobs;
 pub mod keys;
+pub mod kms;
 pub mod limits;
 pub mod lkm;
 pub mod metrics;
@@ -117,7 +118,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         None => MasterKey::load_or_create(&config.master_key_path(), may_create)?,
     };
     let storage_key = StorageKey::load_or_create(&storage_key_path, &master)?;
-    let keys = KeyServices::new(catalogue.clone(), Arc::new(master));
+    let keys = KeyServices::with_kms(catalogue.clone(), Arc::new(master), config.kms.keys()?);
     let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<SecretToken>> {
         match var {
             Some(var) => Ok(Some(SecretToken(Zeroizing::new(
@@ -163,6 +164,7 @@ pub fn router(state: Shared) -> Router {
         .merge(recordings::routes())
         .merge(keys::routes())
         .merge(lkm::routes())
+        .merge(kms::routes())
         .merge(jobs::routes())
         .merge(admin::routes())
         .fallback(www::page)

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, grants, jobs, keys, lkm, playback, recordings};
+use super::{admin, error, grants, jobs, keys, kms, lkm, playback, recordings};
 use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
 
 #[derive(OpenApi)]
@@ -16,7 +16,9 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
         recordings::ingest, recordings::list, recordings::metadata, playback::content,
         playback::envelope,
         keys::list, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
+        keys::set_mode,
         lkm::settings, lkm::configure, lkm::register, lkm::register_grant_key,
+        kms::settings, kms::configure,
         grants::playback,
         jobs::create_rewrap, jobs::list, jobs::one,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,
@@ -24,6 +26,7 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
     ),
     components(schemas(
         recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
+        keys::KeyModeRequest, keys::KeyModeView, kms::KmsRequest, kms::KmsView,
         lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair, grants::PlaybackView, grants::GrantView,
         admin::Health, admin::NewOrg, admin::CreatedOrg, admin::NewTokenRequest, admin::CreatedToken,
         error::ErrorBody, error::ErrorDetail, AuditEntry, Job, JobState, Org, TokenInfo,
@@ -31,7 +34,7 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
     modifiers(&Security),
     tags(
         (name = "recordings", description = "Ingest, playback and download"),
-        (name = "keys", description = "KEKs, rotation, the deletion guard and the Local Key Manager"),
+        (name = "keys", description = "KEKs, rotation, the deletion guard, key modes, the Local Key Manager and AWS KMS"),
         (name = "jobs", description = "Rewrap jobs"),
         (name = "organisations", description = "Organisations, tokens and the audit log"),
         (name = "operations", description = "Health, metrics and this document"),

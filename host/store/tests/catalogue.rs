@@ -10,7 +10,7 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("catalogue.sqlite3");
     let catalogue = Catalogue::open(&path).expect("open");
-    assert_eq!(catalogue.schema_version().expect("version"), 4);
+    assert_eq!(catalogue.schema_version().expect("version"), 5);
     let org = catalogue
         .create_org("Acme Contact Centre", "test")
         .expect("org");
@@ -20,7 +20,7 @@ fn migrations_apply_once_and_survive_reopening() {
     drop(catalogue);
 
     let reopened = Catalogue::open(&path).expect("reopen");
-    assert_eq!(reopened.schema_version().expect("version"), 4);
+    assert_eq!(reopened.schema_version().expect("version"), 5);
     assert_eq!(reopened.find_org(&org.id).expect("by id"), org);
     assert_eq!(
         reopened
@@ -57,7 +57,7 @@ fn a_newer_catalogue_is_refused_rather_than_misread() {
             err,
             CatalogueError::TooNew {
                 found: 99,
-                known: 4
+                known: 5
             }
         ),
         "{err}"
@@ -170,7 +170,7 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
     drop(v1);
 
     let catalogue = Catalogue::open(&path).expect("migrate");
-    assert_eq!(catalogue.schema_version().expect("version"), 4);
+    assert_eq!(catalogue.schema_version().expect("version"), 5);
     let seqs = |org: &str| -> Vec<(i64, String)> {
         catalogue
             .audit_log(org, &AuditFilter::default())
@@ -219,6 +219,7 @@ fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
             state: "active".into(),
             created_at: 0,
             wrap_algorithm: "rsa-oaep-sha256".into(),
+            kms_key_arn: None,
         };
         let event = AuditEvent::KekCreate {
             kek_id: id,

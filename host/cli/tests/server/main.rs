@@ -11,6 +11,7 @@ mod crash;
 mod flow;
 mod grants;
 mod keys;
+mod kms;
 mod limits;
 mod lkm;
 mod operations;

@@ -319,6 +319,16 @@ pub(crate) fn expect_json(response: Response, status: u16) -> Value {
     serde_json::from_str(&text).expect("JSON body")
 }
 
+/// The actions of an organisation's audit log, oldest first (up to 500).
+pub(crate) fn audit_actions(api: &Api, admin: &str) -> Vec<String> {
+    expect_json(api.get(admin, "/v1/audit?limit=500"), 200)
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Asserts an error response: its status and stable code.
 pub(crate) fn expect_error(response: Response, status: u16, code: &str) -> String {
     let body = expect_json(response, status);

@@ -13,7 +13,7 @@ use aws_lc_rs::rsa::{
 use tapeseal_core::{Dek, KekPublicKey, WrapAlgorithm};
 use zeroize::Zeroizing;
 
-use tapeseal_store::catalogue::{AuditEvent, Catalogue, KekRecord, LkmSettings};
+use tapeseal_store::catalogue::{AuditEvent, Catalogue, KekHolder, KekRecord, LkmSettings};
 use tapeseal_store::time::now_ms;
 
 use crate::managed::{MasterKey, current_of};
@@ -202,7 +202,7 @@ impl LkmKeys {
     pub fn current(&self, org_id: &str) -> Result<CurrentKek, KeyServiceError> {
         let record = self
             .catalogue
-            .current_kek(org_id)
+            .current_kek(org_id, KekHolder::Lkm)
             .map_err(|e| KeyServiceError::Internal(e.to_string()))?
             .ok_or_else(|| {
                 KeyServiceError::Conflict(
@@ -248,6 +248,7 @@ impl LkmKeys {
             state: "active".into(),
             created_at: now_ms(),
             wrap_algorithm: algorithm.name().into(),
+            kms_key_arn: None,
         };
         let detail = format!(
             "LKM key pair, RSA-{}, verified with {}",

@@ -47,6 +47,25 @@ pub enum AuditEvent<'a> {
         /// The LKM's decrypt URL.
         url: &'a str,
     },
+    /// The organisation's AWS KMS key was set (new KEKs are encrypted under it).
+    KmsConfigure {
+        /// The KMS key's ARN.
+        key_arn: &'a str,
+    },
+    /// The organisation's private KEKs moved from one KMS key to another.
+    KmsKeyChange {
+        /// The KMS key they were under.
+        from_arn: &'a str,
+        /// The KMS key they are under now.
+        to_arn: &'a str,
+        /// How many KEKs moved.
+        keks: usize,
+    },
+    /// The organisation's key mode changed.
+    KeyMode {
+        /// `managed`, `lkm` or `aws-kms`.
+        mode: &'a str,
+    },
     /// The rotation schedule was set.
     ScheduleSet {
         /// The new period.
@@ -155,6 +174,9 @@ impl AuditEvent<'_> {
             Self::KekDelete { .. } => "kek.delete",
             Self::LkmConfigure { .. } => "lkm.configure",
             Self::LkmGrantKey { .. } => "lkm.grant_key",
+            Self::KmsConfigure { .. } => "kms.configure",
+            Self::KmsKeyChange { .. } => "kms.key_change",
+            Self::KeyMode { .. } => "org.key_mode",
             Self::RecordingGrant { .. } => "recording.grant",
             Self::ScheduleSet { .. } => "schedule.set",
             Self::RecordingIngest { .. } => "recording.ingest",
@@ -205,6 +227,13 @@ impl AuditEvent<'_> {
             Self::KekDelete { .. } => String::new(),
             Self::LkmConfigure { url } => (*url).to_string(),
             Self::LkmGrantKey { key_id } => format!("grant key {key_id}"),
+            Self::KmsConfigure { key_arn } => (*key_arn).to_string(),
+            Self::KmsKeyChange {
+                from_arn,
+                to_arn,
+                keks,
+            } => format!("{keks} KEK(s) re-encrypted from {from_arn} to {to_arn}"),
+            Self::KeyMode { mode } => (*mode).to_string(),
             Self::RecordingGrant { expires_at, .. } => {
                 format!("browser grant, expires at {expires_at}")
             }

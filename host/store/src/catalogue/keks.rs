@@ -16,7 +16,8 @@ pub struct KekRecord {
     pub org_id: String,
     /// Public key, DER SubjectPublicKeyInfo.
     pub public_spki: Vec<u8>,
-    /// The private key sealed under the master key (managed mode); `None` when the
+    /// The private key sealed under the master key (managed), or the KMS
+    /// ciphertext of it (`kms_key_arn` says under which KMS key); `None` when the
     /// private key lives elsewhere (a Local Key Manager).
     pub sealed_private: Option<Vec<u8>>,
     /// `active` or `retired`.
@@ -26,6 +27,57 @@ pub struct KekRecord {
     /// The OAEP padding DEKs are wrapped for it with (`rsa-oaep-sha256` or
     /// `rsa-oaep-sha1`).
     pub wrap_algorithm: String,
+    /// The ARN of the AWS KMS key whose ciphertext `sealed_private` is.
+    pub kms_key_arn: Option<String>,
+}
+
+/// Who holds a KEK's private key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekHolder {
+    /// This server, sealed under its master key.
+    Managed,
+    /// The organisation's Local Key Manager.
+    Lkm,
+    /// This server, encrypted under the organisation's AWS KMS key.
+    Kms,
+}
+
+impl KekHolder {
+    /// The SQL condition on `keks` rows this holder holds.
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Managed => "sealed_private IS NOT NULL AND kms_key_arn IS NULL",
+            Self::Lkm => "sealed_private IS NULL",
+            Self::Kms => "sealed_private IS NOT NULL AND kms_key_arn IS NOT NULL",
+        }
+    }
+
+    /// `managed`, `lkm`, `aws-kms` (as the organisation's key mode names it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Managed => "managed",
+            Self::Lkm => "lkm",
+            Self::Kms => "aws-kms",
+        }
+    }
+
+    /// The holder of a key mode's KEKs.
+    pub fn of_mode(mode: &str) -> Option<Self> {
+        [Self::Managed, Self::Lkm, Self::Kms]
+            .into_iter()
+            .find(|h| h.name() == mode)
+    }
+}
+
+impl KekRecord {
+    /// Who holds its private key.
+    pub fn holder(&self) -> KekHolder {
+        match (&self.sealed_private, &self.kms_key_arn) {
+            (None, _) => KekHolder::Lkm,
+            (Some(_), None) => KekHolder::Managed,
+            (Some(_), Some(_)) => KekHolder::Kms,
+        }
+    }
 }
 
 impl std::fmt::Debug for KekRecord {
@@ -35,11 +87,12 @@ impl std::fmt::Debug for KekRecord {
             .field("org_id", &self.org_id)
             .field("state", &self.state)
             .field("created_at", &self.created_at)
+            .field("kms_key_arn", &self.kms_key_arn)
             .finish_non_exhaustive()
     }
 }
 
-fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
+pub(super) fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
     Ok(KekRecord {
         id: row.get(0)?,
         org_id: row.get(1)?,
@@ -48,11 +101,12 @@ fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
         state: row.get(4)?,
         created_at: row.get(5)?,
         wrap_algorithm: row.get(6)?,
+        kms_key_arn: row.get(7)?,
     })
 }
 
-const KEK_COLUMNS: &str =
-    "id, org_id, public_spki, sealed_private, state, created_at, wrap_algorithm";
+pub(super) const KEK_COLUMNS: &str =
+    "id, org_id, public_spki, sealed_private, state, created_at, wrap_algorithm, kms_key_arn";
 
 impl Catalogue {
     /// Records a new active KEK and its audit entry in one transaction.
@@ -60,22 +114,7 @@ impl Catalogue {
         crate::blocking(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO keks (id, org_id, public_spki, sealed_private, state, created_at,
-                                   wrap_algorithm)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                params![
-                    kek.id,
-                    kek.org_id,
-                    kek.public_spki,
-                    kek.sealed_private,
-                    kek.created_at,
-                    kek.wrap_algorithm
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(CatalogueError::Exists(format!("KEK '{}'", kek.id)));
-            }
+            insert_kek(&tx, kek)?;
             append(&tx, &kek.org_id, actor, event)?;
             tx.commit()?;
             Ok(())
@@ -87,29 +126,43 @@ impl Catalogue {
     pub fn has_sealed_keys(&self) -> Result<bool> {
         crate::blocking(|| {
             Ok(self.conn().query_row(
-                "SELECT EXISTS (SELECT 1 FROM keks WHERE sealed_private IS NOT NULL)
-                     OR EXISTS (SELECT 1 FROM lkm_settings)",
+                "SELECT EXISTS (SELECT 1 FROM keks
+                                WHERE sealed_private IS NOT NULL AND kms_key_arn IS NULL)
+                     OR EXISTS (SELECT 1 FROM lkm_settings)
+                     OR EXISTS (SELECT 1 FROM kms_settings WHERE sealed_secret_key IS NOT NULL)",
                 [],
                 |row| row.get(0),
             )?)
         })
     }
 
-    /// The organisation's newest active KEK: the one new recordings use.
-    pub fn current_kek(&self, org_id: &str) -> Result<Option<KekRecord>> {
+    /// The organisation's newest active KEK held by `holder`: the one new
+    /// recordings use while the organisation's key mode is that holder's.
+    pub fn current_kek(&self, org_id: &str, holder: KekHolder) -> Result<Option<KekRecord>> {
         crate::blocking(|| {
             Ok(self
                 .conn()
                 .query_row(
                     &format!(
-                        "SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 AND state = 'active'
-                         ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                        "SELECT {KEK_COLUMNS} FROM keks
+                         WHERE org_id = ?1 AND state = 'active' AND {}
+                         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                        holder.condition()
                     ),
                     params![org_id],
                     kek_row,
                 )
                 .optional()?)
         })
+    }
+
+    /// The KEK new recordings of the organisation use: the newest active one held
+    /// by the holder of its key mode.
+    pub fn current_kek_of_mode(&self, org_id: &str) -> Result<Option<KekRecord>> {
+        let org = self.find_org(org_id)?;
+        let holder = KekHolder::of_mode(&org.key_mode)
+            .ok_or(CatalogueError::Invalid("unknown key mode in the catalogue"))?;
+        self.current_kek(&org.id, holder)
     }
 
     /// One KEK of an organisation (never another organisation's).
@@ -213,6 +266,28 @@ impl Catalogue {
             Ok(Ok(()))
         })
     }
+}
+
+/// Inserts a new active KEK, refusing an id that exists.
+pub(super) fn insert_kek(tx: &rusqlite::Transaction<'_>, kek: &KekRecord) -> Result<()> {
+    let inserted = tx.execute(
+        "INSERT INTO keks (id, org_id, public_spki, sealed_private, state, created_at,
+                           wrap_algorithm, kms_key_arn)
+         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+        params![
+            kek.id,
+            kek.org_id,
+            kek.public_spki,
+            kek.sealed_private,
+            kek.created_at,
+            kek.wrap_algorithm,
+            kek.kms_key_arn
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(CatalogueError::Exists(format!("KEK '{}'", kek.id)));
+    }
+    Ok(())
 }
 
 /// What still uses a KEK that cannot be deleted.

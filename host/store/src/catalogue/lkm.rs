@@ -4,7 +4,9 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::audit::append;
-use super::{AuditEvent, Catalogue, CatalogueError, Result};
+use super::keks::KekHolder;
+use super::orgs::switch_mode;
+use super::{AuditEvent, Catalogue, Result};
 use crate::time::now_ms;
 
 /// An organisation's LKM as the catalogue records it. The Hawk key is sealed (by
@@ -100,21 +102,7 @@ impl Catalogue {
         crate::blocking(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
-            let previous: Option<i64> = tx
-                .query_row(
-                    "SELECT updated_at FROM lkm_settings WHERE org_id = ?1",
-                    params![settings.org_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let updated_at = now_ms().max(previous.map_or(0, |p| p + 1));
-            let changed = tx.execute(
-                "UPDATE orgs SET key_mode = 'lkm' WHERE id = ?1",
-                params![settings.org_id],
-            )?;
-            if changed == 0 {
-                return Err(CatalogueError::NoSuchOrg(settings.org_id.clone()));
-            }
+            let updated_at = switch_mode(&tx, KekHolder::Lkm, &settings.org_id)?;
             tx.execute(
                 "INSERT INTO lkm_settings (org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem,
                                            fingerprint, timeout_ms, updated_at, browser_url,

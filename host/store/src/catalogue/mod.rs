@@ -11,13 +11,15 @@ use zeroize::Zeroizing;
 mod audit;
 mod jobs;
 mod keks;
+mod kms;
 mod lkm;
 mod orgs;
 mod recordings;
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter};
 pub use jobs::{Job, JobState};
-pub use keks::{KekRecord, KekUsers};
+pub use keks::{KekHolder, KekRecord, KekUsers};
+pub use kms::{KmsRekey, KmsSettings};
 pub use lkm::{GrantSettings, LkmSettings};
 pub use orgs::MAX_LABEL_LEN;
 pub use recordings::{RecordingFilter, RecordingRecord};
@@ -28,6 +30,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("002_audit_per_org.sql")),
     (3, include_str!("003_lkm.sql")),
     (4, include_str!("004_grants.sql")),
+    (5, include_str!("005_kms.sql")),
 ];
 
 /// What can go wrong in the catalogue.

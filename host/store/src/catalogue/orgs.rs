@@ -7,12 +7,45 @@ use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::audit::append;
+use super::keks::KekHolder;
 use super::{
     AuditEvent, Catalogue, CatalogueError, NewToken, Org, Principal, Result, Role, TOKEN_PREFIX,
     TokenInfo, org_row, sha256,
 };
 use crate::ids;
 use crate::time::now_ms;
+
+/// Puts the organisation in `holder`'s key mode, for settings recorded in the same
+/// transaction; returns the settings' new version (`updated_at`): now, and later
+/// than the version they had.
+pub(super) fn switch_mode(
+    tx: &rusqlite::Transaction<'_>,
+    holder: KekHolder,
+    org_id: &str,
+) -> Result<i64> {
+    let table = match holder {
+        KekHolder::Lkm => "lkm_settings",
+        KekHolder::Kms => "kms_settings",
+        KekHolder::Managed => {
+            return Err(CatalogueError::Invalid("managed keys have no settings"));
+        }
+    };
+    let previous: Option<i64> = tx
+        .query_row(
+            &format!("SELECT updated_at FROM {table} WHERE org_id = ?1"),
+            params![org_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let changed = tx.execute(
+        "UPDATE orgs SET key_mode = ?1 WHERE id = ?2",
+        params![holder.name(), org_id],
+    )?;
+    if changed == 0 {
+        return Err(CatalogueError::NoSuchOrg(org_id.to_string()));
+    }
+    Ok(now_ms().max(previous.map_or(0, |p| p + 1)))
+}
 
 /// The longest token label, in bytes.
 pub const MAX_LABEL_LEN: usize = 200;
