@@ -209,6 +209,36 @@ async fn kms_mode_keeps_private_keks_only_as_kms_ciphertext_under_the_org_contex
     // A row moved to another KEK id does not decrypt: the context binds it.
     let rotated = s.keys.rotate(&s.org, "admin").await.expect("rotate");
     assert_ne!(rotated.id, kek_id);
+    // The schedule rotates as in managed mode, under the same KMS key.
+    s.catalogue
+        .set_schedule(&s.org, tapeseal_store::schedule::Period::Daily, "admin")
+        .expect("schedule");
+    let created = s
+        .catalogue
+        .kek(&s.org, &rotated.id)
+        .expect("row")
+        .expect("kek")
+        .created_at;
+    assert!(
+        s.keys
+            .rotate_if_due(&s.org, created + 1)
+            .await
+            .expect("check")
+            .is_none()
+    );
+    let due = s
+        .keys
+        .rotate_if_due(&s.org, created + 86_400_000)
+        .await
+        .expect("check")
+        .expect("rotated when due");
+    let scheduled = s.catalogue.kek(&s.org, &due.id).expect("row").expect("kek");
+    assert_eq!(scheduled.holder(), KekHolder::Kms);
+    assert_eq!(scheduled.kms_key_arn.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        s.keys.current(&s.org, "test").await.expect("current").id,
+        due.id
+    );
     let db = rusqlite::Connection::open(s._dir.path().join("catalogue.sqlite3")).expect("db");
     db.execute(
         "UPDATE keks SET sealed_private = ?1 WHERE id = ?2",
