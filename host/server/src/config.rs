@@ -202,7 +202,7 @@ pub struct JobsConfig {
     /// load a job puts on the repository.
     pub rewrap_pause_ms: u64,
     /// How long a rewrap job waits for an unreachable or slow key service (an
-    /// organisation's LKM), retrying with backoff, before it stops, in seconds.
+    /// organisation's LKM or AWS KMS), retrying with backoff, before it stops, in seconds.
     pub key_service_patience_secs: u64,
 }
 
