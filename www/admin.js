@@ -73,16 +73,27 @@ async function loadAll() {
   await Promise.all([loadMode(), loadSchedule(), loadKeks()]);
 }
 
-async function loadMode() {
-  let lkm = null;
+/** The settings at `path`, or null where the organisation has none (404). */
+async function settingsAt(path) {
   try {
-    lkm = await api("/v1/lkm");
+    return await api(path);
   } catch (err) {
-    if (!(err instanceof PageError && err.code === "not_found")) throw err;
+    if (err instanceof PageError && err.code === "not_found") return null;
+    throw err;
   }
-  keyMode = lkm?.key_mode ?? "managed";
+}
+
+async function loadMode() {
+  const [lkm, kms] = await Promise.all([settingsAt("/v1/lkm"), settingsAt("/v1/kms")]);
+  // Both views carry the organisation's current key mode.
+  keyMode = lkm?.key_mode ?? kms?.key_mode ?? "managed";
   document.body.dataset.keyMode = keyMode;
-  if (!lkm || keyMode !== "lkm") {
+  if (keyMode === "aws-kms") {
+    ui.keyMode.textContent =
+      "AWS KMS: tapeseal holds this organisation's private keys only encrypted under its own KMS key.";
+    ui.lkmUrl.textContent = kms?.key_arn ?? "—";
+    ui.lkmGrants.textContent = "Through the server (it decrypts for the player).";
+  } else if (!lkm || keyMode !== "lkm") {
     ui.keyMode.textContent = "Managed: tapeseal holds this organisation's private keys, sealed under its master key.";
     ui.lkmUrl.textContent = "—";
     ui.lkmGrants.textContent = "Through the server (it decrypts for the player).";

@@ -14,7 +14,7 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   api, apiOk, assembleWww, assert, assertEqual, check, cli, findFile, killAll, lkmHttp, outcomesSoFar,
-  sha256, sleep, spkiPin, startService, step, stopService, wav,
+  motoCreateKey, sha256, sleep, spkiPin, startMoto, startService, step, stopService, wav,
 } from "./harness.mjs";
 import { audio, checkAudio, expectPlaying, pick, signIn, waitState } from "./pages.mjs";
 
@@ -61,10 +61,17 @@ function serveArgs(listen) {
 }
 
 async function setup() {
-  writeFileSync(join(TMP, "server.toml"), `shutdown_grace_secs = 2\n\n[grants]\nttl_secs = ${GRANT_TTL}\n`);
+  env.moto = await startMoto({ logFile: LOG });
+  step(`moto's KMS on ${env.moto.url}`);
+  writeFileSync(
+    join(TMP, "server.toml"),
+    `shutdown_grace_secs = 2\n\n[grants]\nttl_secs = ${GRANT_TTL}\n\n` +
+      `[kms]\nendpoint_url = "${env.moto.url}"\nregion = "us-east-1"\n`,
+  );
   step("organisations and tokens (CLI)");
   env.managed = await makeOrg("e2e-managed");
   env.lkmOrg = await makeOrg("e2e-lkm");
+  env.kmsOrg = await makeOrg("e2e-kms");
   step("server");
   env.server = await startService(BIN, serveArgs("127.0.0.1:0"), { name: "server", logFile: LOG });
   env.base = env.server.url;
@@ -95,6 +102,11 @@ async function setup() {
     },
   });
   await apiOk(env.base, "POST", "/v1/lkm/keypairs", admin, { json: { id: kp.json.id, public_key: kp.json.publicKey } });
+  env.kmsKey = await motoCreateKey(env.moto.url);
+  const kms = await apiOk(env.base, "PUT", "/v1/kms", env.kmsOrg.admin, {
+    json: { key_id: env.kmsKey, access_key_id: "e2e", secret_access_key: "e2e-secret" },
+  });
+  step(`PUT /v1/kms: key_mode ${kms.key_mode}, key ${kms.key_arn}`);
   const lkm = await apiOk(env.base, "GET", "/v1/lkm", admin);
   step(`GET /v1/lkm: key_mode ${lkm.key_mode}, browser_grants ${lkm.browser_grants}`);
   assertEqual(lkm.browser_grants, true, "the LKM org takes browser grants");
@@ -496,6 +508,18 @@ async function browserChecks(browser) {
     const conflict = await waitState(admin, ["ready", "error"]);
     step(`change key in LKM mode: ${conflict.code}: ${conflict.error}`);
     assertEqual(conflict.code, "conflict", "error code of 'Change key now' in LKM mode");
+
+    step("AWS KMS organisation: mode and KMS key shown, 'Change key now' makes a KEK under KMS");
+    await signIn(admin, env.kmsOrg.admin, `${env.base}/admin.html`);
+    assertEqual(await admin.evaluate(() => document.body.dataset.keyMode), "aws-kms", "key mode of the KMS org");
+    assertEqual((await admin.textContent("#lkm-url")).trim(), env.kmsKey, "the KMS key's ARN is shown");
+    assert((await admin.textContent("#key-mode")).includes("KMS"), "the mode says KMS");
+    const kmsRows = () => admin.evaluate(() => [...document.querySelectorAll("#keks tr[data-kek-id]")].length);
+    const kmsBefore = await kmsRows();
+    await admin.click("#rotate");
+    const rotated = await waitState(admin, ["ready", "error"]);
+    assertEqual(rotated.state, "ready", `change key in KMS mode (${rotated.error})`);
+    assertEqual(await kmsRows(), kmsBefore + 1, "a new KEK row in KMS mode");
     await admin.close();
   });
 

@@ -81,6 +81,52 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 }
 
 /**
+ * Starts moto's KMS (`moto_server`, from TAPESEAL_MOTO_SERVER or PATH) on a free
+ * loopback port without IAM enforcement, and resolves with its URL once it answers.
+ */
+export function startMoto({ logFile, timeoutMs = 30000 }) {
+  const bin = process.env.TAPESEAL_MOTO_SERVER || "moto_server";
+  const log = createWriteStream(logFile, { flags: "a" });
+  log.write(`\n=== moto: ${bin}\n`);
+  const child = spawn(bin, ["-H", "127.0.0.1", "-p", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const timer = setTimeout(() => reject(new Error(`moto did not start (log: ${logFile})`)), timeoutMs);
+    const seen = (data) => {
+      log.write(data);
+      text += data;
+      const m = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ name: "moto", child, url: m[1] });
+      }
+    };
+    child.stdout.on("data", seen);
+    child.stderr.on("data", seen);
+    child.on("error", (err) => reject(new Error(`cannot start ${bin}: ${err.message}`)));
+  });
+}
+
+/** Creates a symmetric key in moto's KMS; resolves with its ARN. */
+export async function motoCreateKey(url) {
+  const response = await fetch(`${url}/`, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/x-amz-json-1.1",
+      "X-Amz-Target": "TrentService.CreateKey",
+      // moto picks the service from the credential scope; it checks no signature here.
+      Authorization: "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+    },
+    body: "{}",
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`moto CreateKey: ${response.status} ${text}`);
+  return JSON.parse(text).KeyMetadata.Arn;
+}
+
+/**
  * Starts `bin args` and waits for `listening on URL` on stdout (and, for the LKM,
  * the certificate fingerprint on stderr). Output goes to `logFile`.
  */

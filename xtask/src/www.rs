@@ -66,7 +66,10 @@ pub(crate) fn e2e(root: &Path) -> Res<()> {
     let pages = assemble(root, crate::npm::package_dir(root).join("web").exists())?;
     let out = root.join("target/www-e2e");
     let bin = root.join("target/debug/tapeseal");
+    // The admin page's AWS KMS organisation runs against moto's KMS.
+    let moto = crate::moto::ensure(root)?;
     let env = [
+        ("TAPESEAL_MOTO_SERVER", moto.to_string_lossy().to_string()),
         ("TAPESEAL_BIN", bin.to_string_lossy().to_string()),
         ("TAPESEAL_WWW", pages.to_string_lossy().to_string()),
         ("TAPESEAL_E2E_OUT", out.to_string_lossy().to_string()),
