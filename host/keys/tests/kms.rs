@@ -80,6 +80,19 @@ async fn kms_org(moto: &Moto, cache: CachePolicy) -> (Setup, String, AwsUser) {
     (s, key, user)
 }
 
+/// Points the organisation at `key_id`, which KMS must refuse; returns why.
+async fn refused_configure(s: &Setup, key_id: &str, user: &AwsUser) -> String {
+    let result = s
+        .keys
+        .kms()
+        .configure(&s.org, &request(key_id, user), "admin")
+        .await;
+    let Err(KeyServiceError::Failed(message)) = result else {
+        panic!("KMS should have refused {key_id}: {result:?}");
+    };
+    message
+}
+
 /// A DEK wrapped for the organisation's current KEK: (kek id, DEK, wrapped).
 async fn sealed_dek(setup: &Setup, seed: u64) -> (String, Dek, Vec<u8>) {
     let kek = setup
@@ -275,14 +288,7 @@ async fn kms_mode_keeps_private_keks_only_as_kms_ciphertext_under_the_org_contex
         "arn:aws:kms:{}:123456789012:key/00000000-0000-0000-0000-000000000000",
         Moto::REGION
     );
-    let result = s
-        .keys
-        .kms()
-        .configure(&s.org, &request(&unknown, &user), "admin")
-        .await;
-    let Err(KeyServiceError::Failed(message)) = result else {
-        panic!("an unknown key: {result:?}");
-    };
+    let message = refused_configure(&s, &unknown, &user).await;
     assert!(message.contains("NotFoundException"), "{message}");
     assert_eq!(
         s.keys
@@ -417,14 +423,7 @@ async fn a_kms_key_change_moves_every_kek_and_the_old_key_is_no_longer_needed() 
 
     // A change that cannot read the old key changes nothing.
     moto.revoke(&old_user).await;
-    let result = s
-        .keys
-        .kms()
-        .configure(&s.org, &request(&new_key, &new_user), "admin")
-        .await;
-    let Err(KeyServiceError::Failed(message)) = result else {
-        panic!("the old key is unreadable: {result:?}");
-    };
+    let message = refused_configure(&s, &new_key, &new_user).await;
     assert!(
         message.contains(&old_key) && message.contains("AccessDenied"),
         "{message}"
