@@ -95,10 +95,9 @@ impl KeyServices {
             },
         };
         let detail = match (&new_kek, holder) {
-            (Some(kek), KekHolder::Kms) => format!(
-                "RSA-3072, private key under AWS KMS key {}",
-                kek.kms_key_arn.as_deref().unwrap_or_default()
-            ),
+            (Some(kek), KekHolder::Kms) => {
+                crate::kms::kek_detail(kek.kms_key_arn.as_deref().unwrap_or_default())
+            }
             _ => MANAGED_DETAIL.to_string(),
         };
         let events: Vec<AuditEvent<'_>> = new_kek

@@ -80,6 +80,12 @@ async fn kms_org(moto: &Moto, cache: CachePolicy) -> (Setup, String, AwsUser) {
     (s, key, user)
 }
 
+/// The KMS key the organisation's settings name.
+fn kept_key_arn(s: &Setup) -> String {
+    let settings = s.keys.kms().settings(&s.org).expect("settings");
+    settings.expect("KMS settings").key_arn
+}
+
 /// Points the organisation at `key_id`, which KMS must refuse; returns why.
 async fn refused_configure(s: &Setup, key_id: &str, user: &AwsUser) -> String {
     let result = s
@@ -290,15 +296,7 @@ async fn kms_mode_keeps_private_keks_only_as_kms_ciphertext_under_the_org_contex
     );
     let message = refused_configure(&s, &unknown, &user).await;
     assert!(message.contains("NotFoundException"), "{message}");
-    assert_eq!(
-        s.keys
-            .kms()
-            .settings(&s.org)
-            .expect("settings")
-            .expect("kept")
-            .key_arn,
-        key
-    );
+    assert_eq!(kept_key_arn(&s), key);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,15 +427,7 @@ async fn a_kms_key_change_moves_every_kek_and_the_old_key_is_no_longer_needed() 
         "{message}"
     );
     assert_eq!(s.catalogue.kms_keks(&s.org).expect("keks"), before);
-    assert_eq!(
-        s.keys
-            .kms()
-            .settings(&s.org)
-            .expect("settings")
-            .expect("kept")
-            .key_arn,
-        old_key
-    );
+    assert_eq!(kept_key_arn(&s), old_key);
     moto.restore(&old_user).await;
 
     let done = s

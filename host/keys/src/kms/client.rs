@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::config::timeout::TimeoutConfig;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
@@ -142,16 +143,15 @@ impl Connection {
     }
 
     /// What a failed KMS call means, for the organisation's administrator.
-    fn error<E, R>(
+    fn error<E>(
         &self,
         operation: &str,
         key: &str,
         kek_id: &str,
-        error: &SdkError<E, R>,
+        error: &SdkError<E, HttpResponse>,
     ) -> KeyServiceError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: HasStatus + std::fmt::Debug + 'static,
     {
         let org = &self.org_id;
         let about = format!(
@@ -159,8 +159,8 @@ impl Connection {
             self.region
         );
         let service = match error {
-            SdkError::ServiceError(e) => Some((e.err().code(), e.raw().status())),
-            SdkError::ResponseError(e) => Some((None, e.raw().status())),
+            SdkError::ServiceError(e) => Some((e.err().code(), e.raw().status().as_u16())),
+            SdkError::ResponseError(e) => Some((None, e.raw().status().as_u16())),
             _ => None,
         };
         let Some((code, status)) = service else {
@@ -226,18 +226,6 @@ impl Connection {
             _ => "see the KMS error code",
         };
         KeyServiceError::Failed(format!("{about} was refused: {code}: {fix}"))
-    }
-}
-
-/// The HTTP status of a raw response.
-pub(crate) trait HasStatus {
-    /// The status code.
-    fn status(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_kms::config::http::HttpResponse {
-    fn status(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 

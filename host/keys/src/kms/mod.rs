@@ -516,7 +516,8 @@ impl KmsKeys {
     }
 }
 
-fn kek_detail(key_arn: &str) -> String {
+/// The audit detail of a new KEK under a KMS key.
+pub(crate) fn kek_detail(key_arn: &str) -> String {
     format!("RSA-3072, private key under AWS KMS key {key_arn}")
 }
 
