@@ -1,6 +1,6 @@
 //! `tapeseal`, the command: envelope files ([`envelope`], [`inspect`]), organisation
 //! and token admin ([`admin`]), the recording server ([`serve`]) and the reference
-//! Local Key Manager ([`lkm`]). Clap definitions and thin functions over
+//! Local Key Manager ([`lkm`]), and bulk export through a server ([`export`]). Clap definitions and thin functions over
 //! `tapeseal-engine`, `tapeseal-keys`, `tapeseal-store`, `tapeseal-server` and
 //! `tapeseal-lkm`; exit codes come from the core's error codes ([`exit`]).
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod envelope;
 mod exit;
+mod export;
 mod inspect;
 mod lkm;
 pub mod samples;
@@ -91,6 +92,12 @@ enum Command {
         #[command(subcommand)]
         command: lkm::LkmCommand,
     },
+    /// Bulk export through a running server: decrypt recordings and write them to a
+    /// directory or an S3 bucket (SSE-S3/SSE-KMS), optionally OpenPGP-encrypted.
+    Export {
+        #[command(subcommand)]
+        command: export::ExportCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments.
@@ -119,5 +126,6 @@ fn run(cli: Cli) -> Outcome {
         Command::Org { action } => admin::org(action),
         Command::Token { action } => admin::token(action),
         Command::Lkm { command } => lkm::run(command),
+        Command::Export { command } => export::run(command),
     }
 }

@@ -22,6 +22,7 @@ pub struct KeyServices {
     managed: ManagedKeys,
     lkm: LkmKeys,
     kms: KmsKeys,
+    master: Arc<MasterKey>,
 }
 
 fn internal(e: CatalogueError) -> KeyServiceError {
@@ -46,9 +47,16 @@ impl KeyServices {
         Self {
             managed: ManagedKeys::new(catalogue.clone(), master.clone()),
             lkm: LkmKeys::new(catalogue.clone(), master.clone()),
-            kms: KmsKeys::new(catalogue.clone(), master, kms),
+            kms: KmsKeys::new(catalogue.clone(), master.clone(), kms),
             catalogue,
+            master,
         }
+    }
+
+    /// The master key, for the server's other sealed secrets (an export
+    /// destination's access key).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
     }
 
     /// The LKM service (settings and key-pair registration).

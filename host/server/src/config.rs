@@ -49,7 +49,44 @@ pub struct Config {
     pub www: WwwConfig,
     /// AWS KMS, for organisations in KMS key mode.
     pub kms: KmsConfig,
+    /// Bulk export jobs.
+    pub export: ExportConfig,
 }
+
+/// Bulk export: where directory exports go, how S3 is reached, and how hard a job
+/// works.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// The root of directory exports (a job names a prefix inside it); by default
+    /// `exports` in the data directory.
+    pub directory: Option<PathBuf>,
+    /// Another S3 endpoint than AWS's (a VPC endpoint, an S3-compatible store, a
+    /// test server; `http://` allowed).
+    pub s3_endpoint_url: Option<String>,
+    /// The region of buckets whose job names none.
+    pub s3_region: String,
+    /// Recordings a job exports at once when it does not say (1 to 16).
+    pub parallel: u32,
+    /// Pause after each recording of a job, in milliseconds, to bound the load an
+    /// export puts on the repository and the key service.
+    pub pause_ms: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            s3_endpoint_url: None,
+            s3_region: "us-east-1".into(),
+            parallel: 4,
+            pause_ms: 0,
+        }
+    }
+}
+
+/// The most recordings one export job works on at once.
+pub const MAX_EXPORT_PARALLEL: u32 = 16;
 
 /// How the server reaches AWS KMS (organisations in `aws-kms` key mode). The
 /// server's AWS credentials come from the standard AWS chain (environment, shared
@@ -234,6 +271,7 @@ impl Default for Config {
             grants: GrantsConfig::default(),
             www: WwwConfig::default(),
             kms: KmsConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -282,7 +320,25 @@ impl Config {
             "grants: ttl_secs must be 1 to {}",
             tapeseal_keys::grant::MAX_TTL_SECS
         );
+        anyhow::ensure!(
+            (1..=MAX_EXPORT_PARALLEL).contains(&self.export.parallel),
+            "export: parallel must be 1 to {MAX_EXPORT_PARALLEL}"
+        );
+        if let Some(url) = &self.export.s3_endpoint_url {
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "export: s3_endpoint_url is an http:// or https:// URL"
+            );
+        }
         Ok(())
+    }
+
+    /// The root of directory exports.
+    pub fn export_path(&self) -> PathBuf {
+        self.export
+            .directory
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
     /// The data directory and the names in it.

@@ -1,10 +1,14 @@
-//! Rewrap jobs: move every recording of one KEK onto another by rewriting envelope
+//! Jobs: their queue, worker, listing, cancellation and resumption; and rewrap
+//! jobs (export jobs are in [`super::export`]). Rewrap jobs move every recording of one KEK onto another by rewriting envelope
 //! headers only; the payload bytes are copied unchanged, never re-encrypted. Each
 //! recording is replaced atomically and then re-pointed in the catalogue; progress
 //! is persisted, so a job interrupted by a crash resumes at the next start, and a
 //! recording whose object was replaced just before the crash is recognised by its
 //! header and only re-pointed.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tapeseal_keys::KeyService;
 
@@ -34,24 +38,42 @@ pub fn routes() -> axum::Router<Shared> {
         .route("/v1/jobs", get(list))
         .route("/v1/jobs/rewrap", post(create_rewrap))
         .route("/v1/jobs/{id}", get(one))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/resume", post(resume))
 }
 
-/// Hands jobs to the worker.
+/// Hands jobs to the worker, and knows which are running (to stop them).
 #[derive(Debug, Clone)]
-pub struct JobQueue(mpsc::UnboundedSender<(String, String)>);
+pub struct JobQueue {
+    sender: mpsc::UnboundedSender<(String, String)>,
+    running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+}
 
 /// The worker's end of the queue.
 pub type JobReceiver = mpsc::UnboundedReceiver<(String, String)>;
 
+/// Tells a running job to stop; it looks between recordings (and, for an export,
+/// between the batches of one recording).
+#[derive(Debug, Clone)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Whether the job was asked to stop.
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl JobQueue {
     /// A queue and its receiving end.
     pub fn new() -> (Self, JobReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self(tx), rx)
+        let (sender, rx) = mpsc::unbounded_channel();
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        (Self { sender, running }, rx)
     }
 
-    fn push(&self, org_id: &str, job_id: &str) {
-        let _ = self.0.send((org_id.to_string(), job_id.to_string()));
+    pub(crate) fn push(&self, org_id: &str, job_id: &str) {
+        let _ = self.sender.send((org_id.to_string(), job_id.to_string()));
     }
 
     /// Queues every job a previous run left unfinished.
@@ -62,9 +84,40 @@ impl JobQueue {
         }
         Ok(())
     }
+
+    /// Marks a job running; `None` if it already is.
+    fn start(&self, job_id: &str) -> Option<StopFlag> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.contains_key(job_id) {
+            return None;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        running.insert(job_id.to_string(), flag.clone());
+        Some(StopFlag(flag))
+    }
+
+    fn finish(&self, job_id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(job_id);
+    }
+
+    fn stop(&self, job_id: &str) {
+        if let Some(flag) = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(job_id)
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
-/// Runs queued jobs one at a time.
+/// Runs queued jobs: rewrap jobs one at a time, in order (two may touch the same
+/// recordings); each export job in a task of its own, so that a long export never
+/// holds up a rewrap.
 pub async fn worker(state: Shared, mut receiver: JobReceiver) {
     while let Some((org_id, job_id)) = receiver.recv().await {
         let job = match state.catalogue.job(&org_id, &job_id) {
@@ -75,30 +128,164 @@ pub async fn worker(state: Shared, mut receiver: JobReceiver) {
                 continue;
             }
         };
-        if let Err(e) = run_rewrap(&state, &job).await {
-            tracing::error!(job_id, error = %e, "job failed");
-            // Keep the progress made so far; add why it stopped.
-            let mut progress = state
-                .catalogue
-                .job(&org_id, &job_id)
-                .ok()
-                .flatten()
-                .map(|j| j.progress)
-                .unwrap_or_else(|| json!({}));
-            if let Some(fields) = progress.as_object_mut() {
-                fields.insert("error".into(), json!(e.to_string()));
-            }
-            let _ = state
-                .catalogue
-                .update_job(&org_id, &job_id, JobState::Failed, &progress);
-            let cause = e.to_string();
-            let event = AuditEvent::RewrapJobFail {
-                job_id: &job_id,
-                cause: &cause,
-            };
-            let _ = state.catalogue.audit(&org_id, ACTOR, &event);
+        let Some(stop) = state.jobs.start(&job.id) else {
+            continue;
+        };
+        if job.kind == super::export::KIND {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let outcome = super::export::run(&state, &job, &stop).await;
+                state.jobs.finish(&job.id);
+                if let Err(e) = outcome {
+                    job_failed(&state, &job, &e, super::export::ACTOR);
+                }
+            });
+            continue;
+        }
+        let outcome = run_rewrap(&state, &job, &stop).await;
+        state.jobs.finish(&job.id);
+        if let Err(e) = outcome {
+            job_failed(&state, &job, &e, ACTOR);
         }
     }
+}
+
+/// Records that a job stopped on `e`: state `failed` (unless it was cancelled), the
+/// progress made so far with the cause, and an audit entry.
+fn job_failed(state: &AppState, job: &Job, e: &anyhow::Error, actor: &str) {
+    let (org_id, job_id) = (job.org_id.as_str(), job.id.as_str());
+    tracing::error!(job_id, error = %e, "job failed");
+    // Keep the progress made so far; add why it stopped.
+    let mut progress = state
+        .catalogue
+        .job(org_id, job_id)
+        .ok()
+        .flatten()
+        .map(|j| j.progress)
+        .unwrap_or_else(|| json!({}));
+    if let Some(fields) = progress.as_object_mut() {
+        fields.insert("error".into(), json!(e.to_string()));
+    }
+    let _ = state
+        .catalogue
+        .update_job(org_id, job_id, JobState::Failed, &progress);
+    let cause = e.to_string();
+    let event = if job.kind == super::export::KIND {
+        AuditEvent::ExportJobEnd {
+            job_id,
+            state: "failed",
+            exported: progress["exported"].as_u64().unwrap_or(0),
+            failed: progress["failed"].as_u64().unwrap_or(0),
+            cause: Some(&cause),
+        }
+    } else {
+        AuditEvent::RewrapJobFail {
+            job_id,
+            cause: &cause,
+        }
+    };
+    let _ = state.catalogue.audit(org_id, actor, &event);
+}
+
+/// Stop a queued or running job. A rewrap job stops between two recordings (each
+/// recording is either moved or untouched); an export job stops between batches,
+/// and the files it was writing are discarded. Resume it with
+/// `POST /v1/jobs/{id}/resume`.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled (it stops within a batch)", body = Job),
+        (status = 404, description = "No such job in this organisation", body = super::error::ErrorBody),
+        (status = 409, description = "The job has already finished", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn cancel(
+    State(state): State<Shared>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    auth.require(&[Role::Admin])?;
+    found(&state, &auth, &id)?;
+    let event = AuditEvent::JobCancel { job_id: &id };
+    let moved = state.catalogue.transition_job(
+        auth.org(),
+        &id,
+        &[JobState::Queued, JobState::Running],
+        JobState::Cancelled,
+        auth.actor(),
+        &event,
+    )?;
+    if !moved {
+        return Err(ApiError::conflict("the job has already finished"));
+    }
+    state.jobs.stop(&id);
+    Ok(Json(found(&state, &auth, &id)?))
+}
+
+/// Queue a failed or cancelled job again. It carries on where it stopped: a rewrap
+/// job with the recordings still on the old KEK, an export job with the recordings
+/// it has not written (those that failed are tried again).
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/resume", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Queued", body = Job),
+        (status = 404, description = "No such job in this organisation", body = super::error::ErrorBody),
+        (status = 409, description = "The job is queued, running or done", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn resume(
+    State(state): State<Shared>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    auth.require(&[Role::Admin])?;
+    let job = found(&state, &auth, &id)?;
+    if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
+        return Err(ApiError::conflict(
+            "only a failed or cancelled job can be resumed",
+        ));
+    }
+    if state
+        .jobs
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(&id)
+    {
+        return Err(ApiError::conflict(
+            "the job is still stopping; try again in a moment",
+        ));
+    }
+    if job.kind == super::export::KIND {
+        state.catalogue.forget_failed_exports(&id)?;
+    }
+    let event = AuditEvent::JobResume { job_id: &id };
+    let moved = state.catalogue.transition_job(
+        auth.org(),
+        &id,
+        &[JobState::Failed, JobState::Cancelled],
+        JobState::Queued,
+        auth.actor(),
+        &event,
+    )?;
+    if !moved {
+        return Err(ApiError::conflict(
+            "only a failed or cancelled job can be resumed",
+        ));
+    }
+    state.jobs.push(auth.org(), &id);
+    Ok((StatusCode::ACCEPTED, Json(found(&state, &auth, &id)?)))
+}
+
+fn found(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Job> {
+    state
+        .catalogue
+        .job(auth.org(), id)?
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// The audit log's name for the rewrap worker.
@@ -211,21 +398,17 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     auth.require(&[Role::Admin])?;
-    state
-        .catalogue
-        .job(auth.org(), &id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("job"))
+    Ok(Json(found(&state, &auth, &id)?))
 }
 
-fn param<'a>(job: &'a Job, name: &str) -> anyhow::Result<&'a str> {
+pub(crate) fn param<'a>(job: &'a Job, name: &str) -> anyhow::Result<&'a str> {
     job.params
         .get(name)
         .and_then(|v| v.as_str())
         .ok_or_else(|| anyhow::anyhow!("job {} has no {name}", job.id))
 }
 
-async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
+async fn run_rewrap(state: &AppState, job: &Job, stop: &StopFlag) -> anyhow::Result<()> {
     let org = job.org_id.as_str();
     let from = param(job, "from_kek_id")?;
     let to_id = param(job, "to_kek_id")?;
@@ -272,6 +455,10 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
             break;
         }
         for record in batch {
+            if stop.stopped() {
+                tracing::info!(job_id = %job.id, "rewrap job cancelled");
+                return Ok(());
+            }
             progress.in_flight = Some(record.id.clone());
             save(JobState::Running, &progress)?;
             let moved = Move {
@@ -322,6 +509,64 @@ async fn run_rewrap(state: &AppState, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failure that may be the key service's rather than the work's own.
+pub(crate) trait ServiceFault {
+    /// What is wrong with the key service, if that is the cause.
+    fn service_fault(&self) -> Option<String>;
+}
+
+impl ServiceFault for anyhow::Error {
+    fn service_fault(&self) -> Option<String> {
+        self.downcast_ref::<KeyServiceError>()
+            .and_then(ServiceFault::service_fault)
+    }
+}
+
+impl ServiceFault for KeyServiceError {
+    fn service_fault(&self) -> Option<String> {
+        self.is_service_fault().then(|| self.to_string())
+    }
+}
+
+/// Runs one recording's work for a job; while the key service is at fault
+/// (unreachable, slow, or rejecting the server's credentials) it waits and tries
+/// again, with backoff, for up to `key_service_patience_secs`. The outer error
+/// stops the whole job; the inner one is the recording's own outcome.
+pub(crate) async fn patiently<T, E, F, Fut>(
+    state: &AppState,
+    recording_id: &str,
+    mut attempt: F,
+) -> anyhow::Result<Result<T, E>>
+where
+    E: ServiceFault,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let patience = Duration::from_secs(state.config.jobs.key_service_patience_secs);
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outcome = attempt().await;
+        let fault = match &outcome {
+            Err(e) => e.service_fault(),
+            Ok(_) => None,
+        };
+        let Some(fault) = fault else {
+            return Ok(outcome);
+        };
+        if started.elapsed() + backoff > patience {
+            anyhow::bail!(
+                "stopped after {} s without the key service ({fault}); the remaining \
+                 recordings are untouched: run the job again once it answers",
+                started.elapsed().as_secs()
+            );
+        }
+        tracing::warn!(recording_id, error = %fault, ?backoff, "key service fault; the job waits");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// An envelope's payload bytes, in the version a move started from.
 struct Payload<'a> {
     pinned: &'a Pinned,
@@ -345,38 +590,11 @@ struct Move<'a> {
 }
 
 impl Move<'_> {
-    /// Runs the move; while the key service is at fault (unreachable, slow, or
-    /// rejecting the server's credentials) it waits and tries again, with backoff,
-    /// for up to `key_service_patience_secs`. The outer error stops the whole job
-    /// (this recording and the rest stay on the old KEK, untouched); the inner one
-    /// is this recording's own failure.
+    /// Runs the move, waiting out key service faults (see [`patiently`]). The outer
+    /// error stops the whole job (this recording and the rest stay on the old KEK,
+    /// untouched); the inner one is this recording's own failure.
     async fn run_patiently(&self) -> anyhow::Result<anyhow::Result<()>> {
-        let patience = Duration::from_secs(self.state.config.jobs.key_service_patience_secs);
-        let started = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let outcome = self.run().await;
-            let fault = match &outcome {
-                Err(e) => e
-                    .downcast_ref::<KeyServiceError>()
-                    .filter(|k| k.is_service_fault())
-                    .map(ToString::to_string),
-                Ok(()) => None,
-            };
-            let Some(fault) = fault else {
-                return Ok(outcome);
-            };
-            if started.elapsed() + backoff > patience {
-                anyhow::bail!(
-                    "stopped after {} s without the key service ({fault}); the remaining \
-                     recordings are untouched: run the job again once it answers",
-                    started.elapsed().as_secs()
-                );
-            }
-            tracing::warn!(recording_id = %self.record.id, error = %fault, ?backoff, "key service fault; the rewrap job waits");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
+        patiently(self.state, &self.record.id, || self.run()).await
     }
 
     async fn run(&self) -> anyhow::Result<()> {

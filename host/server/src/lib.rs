@@ -29,6 +29,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod grants;
 pub mod jobs;
 pub mod keys;
@@ -140,6 +141,15 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
     if swept > 0 {
         tracing::info!(files = swept, "removed writes that a crash interrupted");
     }
+    let export_root = config.export_path();
+    let swept = repo::Repository::sweep_any_staging(&export_root)
+        .map_err(|e| anyhow::anyhow!("cannot clean {}: {e}", export_root.display()))?;
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "removed export files that a crash interrupted"
+        );
+    }
     let runtime = Runtime::new(Limits::default())?;
     let (queue, receiver) = jobs::JobQueue::new();
     let state = Arc::new(AppState {
@@ -166,6 +176,7 @@ pub fn router(state: Shared) -> Router {
         .merge(lkm::routes())
         .merge(kms::routes())
         .merge(jobs::routes())
+        .merge(export::routes())
         .merge(admin::routes())
         .fallback(www::page)
         .method_not_allowed_fallback(|| async {

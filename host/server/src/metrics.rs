@@ -83,6 +83,8 @@ pub struct Metrics {
     pub rotations: Counter,
     /// Recordings moved to another KEK by rewrap jobs.
     pub rewrapped: Counter,
+    /// Recordings written out by export jobs.
+    pub exported: Counter,
     /// Time to ingest and seal one upload.
     pub seal_seconds: Histogram,
     /// Time to unwrap one DEK.
@@ -139,6 +141,11 @@ impl Metrics {
                 "tapeseal_rewrapped_total",
                 "Recordings moved to another KEK.",
                 &self.rewrapped,
+            ),
+            (
+                "tapeseal_exported_total",
+                "Recordings written out by export jobs.",
+                &self.exported,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -3,8 +3,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, grants, jobs, keys, kms, lkm, playback, recordings};
-use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
+use super::{admin, error, export, grants, jobs, keys, kms, lkm, playback, recordings};
+use tapeseal_export::DestinationSpec;
+use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org, TokenInfo};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,12 +21,13 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
         lkm::settings, lkm::configure, lkm::register, lkm::register_grant_key,
         kms::settings, kms::configure,
         grants::playback,
-        jobs::create_rewrap, jobs::list, jobs::one,
+        jobs::create_rewrap, jobs::list, jobs::one, jobs::cancel, jobs::resume, export::create,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,
         admin::list_tokens, admin::revoke_token, admin::audit,
     ),
     components(schemas(
         recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
+        export::ExportRequest, ExportSelection, DestinationSpec,
         keys::KeyModeRequest, keys::KeyModeView, kms::KmsRequest, kms::KmsView,
         lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair, grants::PlaybackView, grants::GrantView,
         admin::Health, admin::NewOrg, admin::CreatedOrg, admin::NewTokenRequest, admin::CreatedToken,
@@ -35,7 +37,7 @@ use tapeseal_store::catalogue::{AuditEntry, Job, JobState, Org, TokenInfo};
     tags(
         (name = "recordings", description = "Ingest, playback and download"),
         (name = "keys", description = "KEKs, rotation, the deletion guard, key modes, the Local Key Manager and AWS KMS"),
-        (name = "jobs", description = "Rewrap jobs"),
+        (name = "jobs", description = "Rewrap and export jobs: progress, cancellation, resumption"),
         (name = "organisations", description = "Organisations, tokens and the audit log"),
         (name = "operations", description = "Health, metrics and this document"),
     )

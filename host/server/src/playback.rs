@@ -33,7 +33,7 @@ const READ_BATCH: u64 = 1 << 20;
 /// batch of chunks at a time, opens each chunk (authenticating it) and releases only
 /// the bytes inside the range. A guest instance is held for one batch at a time, so a
 /// slow reader holds none while its socket drains.
-struct Decrypting {
+pub(crate) struct Decrypting {
     state: Shared,
     org_id: String,
     header: Vec<u8>,
@@ -47,7 +47,36 @@ struct Decrypting {
 }
 
 impl Decrypting {
-    async fn next_batch(&mut self, first: bool) -> Result<Option<Bytes>, BatchError> {
+    /// Reads chunks `chunks` of the `pinned` envelope, releasing the plaintext bytes
+    /// inside `range`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        state: Shared,
+        org_id: &str,
+        header: Vec<u8>,
+        dek: Dek,
+        pinned: Pinned,
+        chunks: std::ops::RangeInclusive<u64>,
+        range: Range<u64>,
+        chunk_size: u64,
+    ) -> Self {
+        Self {
+            state,
+            org_id: org_id.to_string(),
+            header,
+            dek,
+            pinned,
+            next: *chunks.start(),
+            last: *chunks.end(),
+            range,
+            chunk_size,
+        }
+    }
+
+    /// The next batch of plaintext (each chunk authenticated before any of its bytes
+    /// is released), or `None` at the end. `first` asks for a guest place under the
+    /// admission limits (a prompt 503 when none frees up); later batches wait.
+    pub(crate) async fn next_batch(&mut self, first: bool) -> Result<Option<Bytes>, BatchError> {
         if self.next > self.last {
             return Ok(None);
         }
@@ -94,7 +123,7 @@ impl Decrypting {
 
 /// Why a batch did not come out.
 #[derive(Debug, thiserror::Error)]
-enum BatchError {
+pub(crate) enum BatchError {
     /// No guest place was free: a resource limit, not damage.
     #[error("{0}")]
     Busy(ApiError),
@@ -194,17 +223,16 @@ pub async fn content(
     };
     drop(opener);
     drop(permit);
-    let mut reader = Decrypting {
-        state: Arc::clone(&state),
-        org_id: auth.org().to_string(),
+    let mut reader = Decrypting::new(
+        Arc::clone(&state),
+        auth.org(),
         header,
         dek,
         pinned,
-        next: *chunks.start(),
-        last: *chunks.end(),
-        range: wanted.clone(),
-        chunk_size: u64::from(info.header.chunk_size),
-    };
+        chunks,
+        wanted.clone(),
+        u64::from(info.header.chunk_size),
+    );
     // The first batch is opened before the response starts, so a damaged recording
     // or a wrong key gives a clean error instead of a cut-off body.
     let first = match reader.next_batch(true).await {
@@ -279,7 +307,7 @@ pub(super) async fn pinned_header(
 
 /// A recording's DEK and the id of the key that unwrapped it: the organisation's
 /// KEK for envelopes, the server's storage key for storage-encrypted recordings.
-async fn recording_dek(
+pub(super) async fn recording_dek(
     state: &AppState,
     context: &UnwrapContext<'_>,
     record: &RecordingRecord,

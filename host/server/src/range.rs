@@ -132,12 +132,7 @@ pub(crate) fn ranged_response(
 /// Whether a browser would run or render `content_type` as a document of this
 /// origin: HTML, XHTML, SVG, XML, JavaScript and the like.
 pub(crate) fn renders_as_active_content(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = tapeseal_export::layout::essence(content_type);
     matches!(
         essence.as_str(),
         "text/html"

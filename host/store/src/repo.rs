@@ -128,12 +128,13 @@ impl Drop for ObjectWriter {
     }
 }
 
-/// Whether a file name is one of this repository's staging names.
-fn is_staging_name(name: &str) -> bool {
+/// Whether a file name is one of this repository's staging names: of an envelope
+/// (`.tseal`) only, unless `any` object.
+fn is_staging_name(name: &str, any: bool) -> bool {
     let ours = name
         .rsplit_once(STAGING_MARK)
         .is_some_and(|(object, suffix)| {
-            object.ends_with(".tseal")
+            (any || object.ends_with(".tseal"))
                 && suffix.len() == 16
                 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
         });
@@ -160,10 +161,26 @@ impl Repository {
         })
     }
 
+    /// A repository in any object store (S3, for instance): its writes are atomic
+    /// (a single PUT, or a multipart upload completed in one step).
+    pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, local: None }
+    }
+
     /// Removes what writes interrupted by a crash left staged in a local repository,
-    /// and nothing else: only names of the repository's own staging pattern. Returns
-    /// how many it removed. Call before serving.
+    /// and nothing else: only names of the repository's own staging pattern for
+    /// envelopes. Returns how many it removed. Call before serving.
     pub fn sweep_staging(dir: &Path) -> std::io::Result<usize> {
+        Self::sweep(dir, false)
+    }
+
+    /// Like [`Repository::sweep_staging`], for a directory whose every file comes
+    /// from a repository writer (an export directory): any object's staging name.
+    pub fn sweep_any_staging(dir: &Path) -> std::io::Result<usize> {
+        Self::sweep(dir, true)
+    }
+
+    fn sweep(dir: &Path, any: bool) -> std::io::Result<usize> {
         let mut removed = 0;
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok(0);
@@ -172,8 +189,8 @@ impl Repository {
             let entry = entry?;
             let path = entry.path();
             if entry.file_type()?.is_dir() {
-                removed += Self::sweep_staging(&path)?;
-            } else if is_staging_name(&entry.file_name().to_string_lossy()) {
+                removed += Self::sweep(&path, any)?;
+            } else if is_staging_name(&entry.file_name().to_string_lossy(), any) {
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }
@@ -300,7 +317,8 @@ mod tests {
             "rec-0011223344556677.tseal.tmp-0123456789abcdef",
             "rec-0011223344556677.tseal#3",
         ] {
-            assert!(super::is_staging_name(name), "{name}");
+            assert!(super::is_staging_name(name, false), "{name}");
+            assert!(super::is_staging_name(name, true), "{name}");
         }
         for name in [
             "rec-0011223344556677.tseal",
@@ -309,7 +327,14 @@ mod tests {
             "backup.tar.tmp-0123456789abcdef",
             "rec-1.tseal#",
         ] {
-            assert!(!super::is_staging_name(name), "{name}");
+            assert!(!super::is_staging_name(name, false), "{name}");
         }
+        // In an export directory, every object's staging name (and only those).
+        assert!(super::is_staging_name(
+            "rec-1.wav.pgp.tmp-0123456789abcdef",
+            true
+        ));
+        assert!(!super::is_staging_name("rec-1.wav.pgp", true));
+        assert!(!super::is_staging_name("rec.wav.tmp-xyz", true));
     }
 }

@@ -23,6 +23,47 @@ pub fn utc(ms: u64) -> String {
     )
 }
 
+/// Unix milliseconds of a UTC time written `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM`,
+/// `YYYY-MM-DDTHH:MM:SS` or `YYYY-MM-DDTHH:MM:SS.mmm`, with an optional trailing `Z`
+/// (a space may stand for the `T`); `None` for anything else.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time)),
+        None => (text, None),
+    };
+    let number = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let mut parts = date.split('-');
+    let (y, m, d) = (
+        number(parts.next()?, 4)?,
+        number(parts.next()?, 2)?,
+        number(parts.next()?, 2)?,
+    );
+    if parts.next().is_some() || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return None;
+    }
+    let mut ms = 0;
+    if let Some(time) = time {
+        let (hms, millis) = match time.split_once('.') {
+            Some((hms, millis)) => (hms, number(millis, 3)?),
+            None => (time, 0),
+        };
+        let mut fields = hms.split(':');
+        let h = number(fields.next()?, 2)?;
+        let min = number(fields.next()?, 2)?;
+        let s = fields.next().map_or(Some(0), |s| number(s, 2))?;
+        if fields.next().is_some() || h > 23 || min > 59 || s > 59 {
+            return None;
+        }
+        ms = ((h * 60 + min) * 60 + s) * 1000 + millis;
+    }
+    Some(days_from_civil(y, m, d) * 86_400_000 + ms)
+}
+
 /// Adds calendar months in UTC, clamping the day to the target month's length.
 pub(crate) fn add_months(ms: i64, months: i64) -> i64 {
     const DAY: i64 = 86_400_000;
@@ -77,6 +118,30 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_text_parses_back_to_the_milliseconds_it_was_written_from() {
+        for ms in [0_u64, 1_764_460_800_000, 1_764_508_245_123, 951_782_400_000] {
+            assert_eq!(parse_utc(&utc(ms)), Some(ms as i64));
+        }
+        assert_eq!(parse_utc("2026-11-30"), Some(1_795_996_800_000));
+        assert_eq!(parse_utc("2026-11-30T13:05"), Some(1_796_043_900_000));
+        assert_eq!(parse_utc("2026-11-30 13:05:00Z"), Some(1_796_043_900_000));
+        for bad in [
+            "",
+            "2026",
+            "2026-13-01",
+            "2026-02-29",
+            "2026-11-30T24:00",
+            "2026-11-30T10",
+            "2026-11-30T10:00:00.5",
+            "26-11-30",
+            "2026-11-30x",
+            "+026-11-30",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn calendar_arithmetic_round_trips_and_knows_the_epoch() {

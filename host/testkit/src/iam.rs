@@ -51,40 +51,21 @@ pub(crate) async fn call(
     if let Some(account) = signer.account_header {
         headers.push(("x-moto-account-id", account));
     }
-    let identity = Credentials::new(
-        signer.access_key_id,
-        signer.secret_access_key,
-        None,
-        None,
-        "moto",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(Moto::REGION)
-        .name("iam")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .expect("SigV4 parameters are complete")
-        .into();
-    let signable = SignableRequest::new(
+    let signed = sign_request(
+        signer,
+        "iam",
         "POST",
-        url.as_str(),
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .expect("the IAM request is signable");
-    let (instructions, _signature) = sign(signable, &params)
-        .expect("SigV4 signing of the IAM request")
-        .into_parts();
-
+        &url,
+        &headers,
+        body.as_bytes(),
+        SigningSettings::default(),
+    );
     // reqwest sends the same Host header (`127.0.0.1:PORT`) as the one signed.
     let mut request = http.post(&url).header("content-type", FORM).body(body);
     if let Some(account) = signer.account_header {
         request = request.header("x-moto-account-id", account);
     }
-    for (name, value) in instructions.headers() {
+    for (name, value) in signed {
         request = request.header(name, value);
     }
     let response = request
@@ -102,6 +83,48 @@ pub(crate) async fn call(
     text
 }
 
+/// The headers SigV4 adds to a request (`authorization`, `x-amz-date`, ...) for
+/// `service` in moto's region, signed by `signer`.
+pub(crate) fn sign_request(
+    signer: Signer<'_>,
+    service: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    settings: SigningSettings,
+) -> Vec<(String, String)> {
+    let identity = Credentials::new(
+        signer.access_key_id,
+        signer.secret_access_key,
+        None,
+        None,
+        "moto",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(Moto::REGION)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("SigV4 parameters are complete")
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .expect("the request is signable");
+    let (instructions, _signature) = sign(signable, &params).expect("SigV4 signing").into_parts();
+    instructions
+        .headers()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
 /// The text of the first `<tag>` element of an XML answer (IAM's answers carry the
 /// access key's fields once each, and they never need unescaping).
 pub(crate) fn xml_field<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
@@ -112,7 +135,7 @@ pub(crate) fn xml_field<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 /// Form encoding: everything but RFC 3986's unreserved characters is percent-encoded.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

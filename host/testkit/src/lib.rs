@@ -1,6 +1,7 @@
-//! Test support for tapeseal's AWS KMS mode: a real [moto](https://docs.getmoto.org)
-//! server standing in for KMS and IAM, with two accounts, users whose access can be
-//! revoked and restored, and KMS clients acting as them.
+//! Test support for tapeseal's AWS parts: a real [moto](https://docs.getmoto.org)
+//! server standing in for KMS, S3 and IAM, with two accounts, users whose access can
+//! be revoked and restored, KMS clients acting as them, and the S3 calls export
+//! tests check buckets with.
 //!
 //! moto enforces IAM here: it runs with `INITIAL_NO_AUTH_ACTION_COUNT`, so that only
 //! the set-up requests that make each account's admin go unauthenticated; every
@@ -41,6 +42,9 @@
 #![allow(clippy::panic)]
 
 mod iam;
+mod s3;
+
+pub use s3::ObjectHead;
 
 use std::fmt;
 use std::fs::{self, File};

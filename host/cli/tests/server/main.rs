@@ -8,6 +8,7 @@ mod support;
 mod access;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod export;
 mod flow;
 mod grants;
 mod keys;

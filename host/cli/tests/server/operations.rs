@@ -191,7 +191,7 @@ fn health_metrics_and_the_openapi_document() {
         200,
     );
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["schema_version"], 5);
+    assert_eq!(health["schema_version"], 6);
 
     let meta = api.ingest(&acme.recorder, "call", "audio/wav", &noise(1000, 1));
     let id = meta["id"].as_str().expect("id");
@@ -232,7 +232,10 @@ fn health_metrics_and_the_openapi_document() {
         "/v1/keks/{id}",
         "/v1/rotation-schedule",
         "/v1/jobs/rewrap",
+        "/v1/jobs/export",
         "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/resume",
         "/v1/audit",
         "/v1/orgs",
         "/v1/tokens",

@@ -161,6 +161,47 @@ pub enum AuditEvent<'a> {
         /// Why (no key material).
         cause: &'a str,
     },
+    /// A caller cancelled a job.
+    JobCancel {
+        /// The job.
+        job_id: &'a str,
+    },
+    /// A caller queued a stopped job again.
+    JobResume {
+        /// The job.
+        job_id: &'a str,
+    },
+    /// An export job was created.
+    ExportJobCreate {
+        /// Where it writes, e.g. `s3://bucket/prefix (SSE aws:kms)`.
+        destination: &'a str,
+        /// How many recordings it selected.
+        total: u64,
+    },
+    /// A recording was decrypted and written out by an export job.
+    RecordingExport {
+        /// Recording id.
+        recording_id: &'a str,
+        /// The key that unwrapped its DEK.
+        kek_id: &'a str,
+        /// The job.
+        job_id: &'a str,
+        /// Plaintext bytes.
+        bytes: u64,
+    },
+    /// An export job finished, was cancelled, or stopped on an error.
+    ExportJobEnd {
+        /// The job.
+        job_id: &'a str,
+        /// `done`, `failed` or `cancelled`.
+        state: &'a str,
+        /// Recordings written.
+        exported: u64,
+        /// Recordings that failed.
+        failed: u64,
+        /// Why it stopped, when it stopped on an error (no key material).
+        cause: Option<&'a str>,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -187,6 +228,11 @@ impl AuditEvent<'_> {
             Self::RewrapJobCreate { .. } => "job.rewrap.create",
             Self::RewrapJobFinish { .. } => "job.rewrap.finish",
             Self::RewrapJobFail { .. } => "job.rewrap.fail",
+            Self::JobCancel { .. } => "job.cancel",
+            Self::JobResume { .. } => "job.resume",
+            Self::ExportJobCreate { .. } => "job.export.create",
+            Self::RecordingExport { .. } => "recording.export",
+            Self::ExportJobEnd { .. } => "job.export.end",
         }
     }
 
@@ -197,7 +243,8 @@ impl AuditEvent<'_> {
             | Self::RecordingDecryptFailed { recording_id, .. }
             | Self::RecordingEnvelope { recording_id, .. }
             | Self::RecordingGrant { recording_id, .. }
-            | Self::RecordingRewrap { recording_id, .. } => Some(recording_id),
+            | Self::RecordingRewrap { recording_id, .. }
+            | Self::RecordingExport { recording_id, .. } => Some(recording_id),
             _ => None,
         }
     }
@@ -207,7 +254,8 @@ impl AuditEvent<'_> {
             Self::KekCreate { kek_id, .. }
             | Self::KekDelete { kek_id }
             | Self::RecordingDecrypt { kek_id, .. }
-            | Self::RecordingGrant { kek_id, .. } => Some(kek_id),
+            | Self::RecordingGrant { kek_id, .. }
+            | Self::RecordingExport { kek_id, .. } => Some(kek_id),
             Self::RecordingRewrap { to_kek_id, .. } => Some(to_kek_id),
             Self::RewrapJobCreate { from_kek_id, .. }
             | Self::RewrapJobFinish { from_kek_id, .. } => Some(from_kek_id),
@@ -262,6 +310,27 @@ impl AuditEvent<'_> {
                 ..
             } => format!("job {job_id}: {moved} moved, {failed} failed"),
             Self::RewrapJobFail { job_id, cause } => format!("job {job_id} stopped: {cause}"),
+            Self::JobCancel { job_id } | Self::JobResume { job_id } => format!("job {job_id}"),
+            Self::ExportJobCreate { destination, total } => {
+                format!("{total} recording(s) to {destination}")
+            }
+            Self::RecordingExport { job_id, bytes, .. } => {
+                format!("{bytes} bytes exported; job {job_id}")
+            }
+            Self::ExportJobEnd {
+                job_id,
+                state,
+                exported,
+                failed,
+                cause,
+            } => {
+                let mut text =
+                    format!("job {job_id} {state}: {exported} exported, {failed} failed");
+                if let Some(cause) = cause {
+                    text.push_str(&format!("; {cause}"));
+                }
+                text
+            }
         }
     }
 }

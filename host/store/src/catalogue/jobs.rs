@@ -1,4 +1,4 @@
-//! Background jobs (rewrap, for now): their parameters and progress live in the
+//! Background jobs (rewrap and export): their parameters and progress live in the
 //! catalogue, so a job survives a restart and resumes where it stopped.
 
 use rusqlite::{OptionalExtension, params};
@@ -19,8 +19,11 @@ pub enum JobState {
     Running,
     /// Finished; every item was processed.
     Done,
-    /// Stopped on an error that retrying will not fix; `error` says which.
+    /// Stopped on an error, or finished with recordings it could not process;
+    /// `error` and the counts say which.
     Failed,
+    /// Stopped by a caller before it finished.
+    Cancelled,
 }
 
 impl JobState {
@@ -30,13 +33,20 @@ impl JobState {
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Done, Self::Failed]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Done,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 
@@ -168,7 +178,9 @@ impl Catalogue {
         })
     }
 
-    /// Records a job's state and progress.
+    /// Records a job's state and progress. A cancelled job stays cancelled (a worker
+    /// finishing its last recording does not undo a cancellation) unless it is queued
+    /// again.
     pub fn update_job(
         &self,
         org_id: &str,
@@ -177,14 +189,55 @@ impl Catalogue {
         progress: &serde_json::Value,
     ) -> Result<()> {
         crate::blocking(|| {
-            let n = self.conn().execute(
-                "UPDATE jobs SET state = ?1, progress = ?2, updated_at = ?3 WHERE org_id = ?4 AND id = ?5",
+            let conn = self.conn();
+            let n = conn.execute(
+                "UPDATE jobs SET state = CASE WHEN state = 'cancelled' AND ?1 != 'queued'
+                                              THEN state ELSE ?1 END,
+                                 progress = ?2, updated_at = ?3
+                 WHERE org_id = ?4 AND id = ?5",
                 params![state.name(), progress.to_string(), now_ms(), org_id, job_id],
             )?;
             if n == 0 {
                 return Err(CatalogueError::Invalid("no such job"));
             }
             Ok(())
+        })
+    }
+
+    /// Moves a job from one of `from` to `to`, with an audit entry, in one
+    /// transaction; `false` (and nothing written) when it is in none of them.
+    pub fn transition_job(
+        &self,
+        org_id: &str,
+        job_id: &str,
+        from: &[JobState],
+        to: JobState,
+        actor: &str,
+        event: &AuditEvent<'_>,
+    ) -> Result<bool> {
+        crate::blocking(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM jobs WHERE org_id = ?1 AND id = ?2",
+                    params![org_id, job_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(current) = current.as_deref().and_then(JobState::from_name) else {
+                return Err(CatalogueError::Invalid("no such job"));
+            };
+            if !from.contains(&current) {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE jobs SET state = ?1, updated_at = ?2 WHERE org_id = ?3 AND id = ?4",
+                params![to.name(), now_ms(), org_id, job_id],
+            )?;
+            append(&tx, org_id, actor, event)?;
+            tx.commit()?;
+            Ok(true)
         })
     }
 }

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 mod audit;
+mod exports;
 mod jobs;
 mod keks;
 mod kms;
@@ -17,6 +18,7 @@ mod orgs;
 mod recordings;
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter};
+pub use exports::{ExportItem, ExportOutcome, ExportSelection, ExportTotals, ExportedFile};
 pub use jobs::{Job, JobState};
 pub use keks::{KekHolder, KekRecord, KekUsers};
 pub use kms::{KmsRekey, KmsSettings};
@@ -31,6 +33,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("003_lkm.sql")),
     (4, include_str!("004_grants.sql")),
     (5, include_str!("005_kms.sql")),
+    (6, include_str!("006_export.sql")),
 ];
 
 /// What can go wrong in the catalogue.

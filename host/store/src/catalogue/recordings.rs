@@ -166,10 +166,10 @@ pub struct RecordingFilter {
     pub limit: Option<u32>,
 }
 
-const RECORDING_COLUMNS: &str = "id, org_id, kek_id, media_kind, content_type, conversation_id, \
+pub(super) const RECORDING_COLUMNS: &str = "id, org_id, kek_id, media_kind, content_type, conversation_id, \
      plaintext_len, stored_len, object_path, created_at";
 
-fn recording_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRecord> {
+pub(super) fn recording_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRecord> {
     Ok(RecordingRecord {
         id: row.get(0)?,
         org_id: row.get(1)?,
