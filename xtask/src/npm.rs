@@ -99,13 +99,15 @@ fn install_wasm_pack(root: &Path) -> Res<()> {
     )
 }
 
-/// Node, npm, Chromium and its driver from Debian, where missing.
+/// Node, npm, Chromium and its driver, and GnuPG (the export tests decrypt with it)
+/// from Debian, where missing.
 fn install_debian_packages(root: &Path) -> Res<()> {
     let missing: Vec<&str> = [
         ("node", "nodejs"),
         ("npm", "npm"),
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
+        ("gpg", "gnupg"),
     ]
     .into_iter()
     .filter(|(bin, _)| !on_path(bin))

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::support::lkm::Lkm;
 use crate::support::{
     BIN, Org, Server, audit_actions, expect_error, expect_json, files_under, fixture, noise, read,
 };
@@ -536,20 +537,103 @@ fn the_cli_exports_openpgp_files_that_gnupg_decrypts() {
 }
 
 #[test]
+fn an_lkm_organisation_exports_through_its_lkm_and_a_refused_key_fails_alone() {
+    let (dir, data, acme) = fixture();
+    let lkm = Lkm::start(&dir.path().join("lkm"));
+    let credentials = lkm.credentials("tapeseal-server");
+    let server = Server::start(&data, "");
+    let api = server.api();
+    let body = json!({
+        "decrypt_url": lkm.decrypt_url(),
+        "hawk_id": credentials["id"],
+        "hawk_key": credentials["authKey"],
+        "fingerprint": lkm.fingerprint(),
+    });
+    expect_json(api.put_json(&acme.admin, "/v1/lkm", &body), 200);
+    let keypair = lkm.create_keypair();
+    let register = json!({"id": keypair["id"], "public_key": keypair["publicKey"]});
+    expect_json(
+        api.post_json(&acme.admin, "/v1/lkm/keypairs", &register),
+        201,
+    );
+    let mut originals = BTreeMap::new();
+    for i in 0..4 {
+        let body = noise(40_000 + i, i as u64 + 20);
+        let id = ingest(&api, &acme, "chat", "text/plain", Some("lkm"), &body);
+        originals.insert(id, body);
+    }
+    // One envelope's wrapped DEK no longer unwraps: the LKM refuses that one.
+    let refused = originals.keys().next().expect("a recording").clone();
+    let stored = files_under(&data)
+        .into_iter()
+        .find(|f| f.ends_with(format!("{refused}.tseal")))
+        .expect("its envelope");
+    let mut envelope = read(&stored);
+    let kek_id = keypair["id"].as_str().expect("key pair id").as_bytes();
+    let at = envelope
+        .windows(kek_id.len())
+        .position(|w| w == kek_id)
+        .expect("the stanza")
+        + kek_id.len()
+        + 3
+        + 100;
+    envelope[at] ^= 0x55;
+    std::fs::write(&stored, &envelope).expect("tamper");
+
+    let job = start(
+        &api,
+        &acme.admin,
+        &json!({ "destination": { "type": "directory", "prefix": "lkm" } }),
+    );
+    let failed = api.wait_for_job(&acme.admin, &job);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["progress"]["exported"], 3);
+    assert_eq!(failed["progress"]["failed"], 1);
+    let root = data.join("exports");
+    let m = manifest(&root, &failed);
+    assert_eq!(m["failures"][0]["recording_id"], refused.as_str());
+    assert_eq!(
+        m["failures"][0]["error"],
+        "the key service refused to unwrap its DEK"
+    );
+    originals.remove(&refused);
+    assert_eq!(listed(&m), originals.keys().cloned().collect::<Vec<_>>());
+    check_files(&root, &m, &originals);
+    assert!(
+        audit_actions(&api, &acme.admin)
+            .iter()
+            .any(|a| a == "recording.decrypt_failed")
+    );
+}
+
+#[test]
 fn an_s3_export_is_encrypted_server_side_as_asked() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (dir, data, acme) = fixture();
     let moto = runtime.block_on(Moto::start(dir.path()));
-    let kms_key = runtime.block_on(async {
+    let (kms_key, kek_key, kms_user) = runtime.block_on(async {
         moto.create_bucket(Account::A, "exports").await;
-        moto.create_key(Account::A).await
+        let sse_key = moto.create_key(Account::A).await;
+        let kek_key = moto.create_key(Account::A).await;
+        (sse_key, kek_key, moto.user(Account::A, "tapeseal").await)
     });
     let admin = moto.admin(Account::A).clone();
     let server = Server::start(
         &data,
-        &format!("[export]\ns3_endpoint_url = \"{}\"\n", moto.endpoint()),
+        &format!(
+            "[export]\ns3_endpoint_url = \"{0}\"\n[kms]\nendpoint_url = \"{0}\"\nregion = \"{1}\"\n",
+            moto.endpoint(),
+            Moto::REGION
+        ),
     );
     let api = server.api();
+    // The organisation's KEKs are under AWS KMS: every export unwraps through it.
+    let kms = json!({
+        "key_id": kek_key,
+        "access_key_id": kms_user.access_key_id,
+        "secret_access_key": kms_user.secret_access_key,
+    });
+    expect_json(api.put_json(&acme.admin, "/v1/kms", &kms), 200);
     let mut originals = BTreeMap::new();
     for i in 0..5 {
         let body = noise(100_000 * i + 10, i as u64 + 40);
