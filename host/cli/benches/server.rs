@@ -1,70 +1,19 @@
 //! The recording server over loopback HTTP: ingest (streamed, sealed in the guest
 //! as it arrives), full playback, a 64 KiB range from the middle, and the latency of
 //! a small ingest (dominated by the DEK wrap and the catalogue write). The real
-//! `tapeseal serve` binary runs as a child process. `cargo bench -p tapeseal-host
+//! `tapeseal serve` binary runs as a child process. `cargo bench -p tapeseal
 //! --bench server`; figures go in docs/BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tapeseal_store::catalogue::{Catalogue, Role};
+
+#[path = "common/mod.rs"]
+mod common;
 
 const LARGE: usize = 16 << 20;
 
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> (Server, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data");
-    let catalogue = Catalogue::open(&data.join("catalogue.sqlite3")).expect("catalogue");
-    catalogue.create_org("bench", "bench").expect("org");
-    let recorder = catalogue
-        .create_token("bench", Role::Recorder, "", "bench")
-        .expect("token");
-    let player = catalogue
-        .create_token("bench", Role::Player, "", "bench")
-        .expect("token");
-    drop(catalogue);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tapeseal"))
-        .arg("serve")
-        .arg("--data")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TAPESEAL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines.next().expect("a line").expect("listening");
-    std::thread::spawn(move || for _ in lines {});
-    let url = line.trim_start_matches("listening on ").to_string();
-    (
-        Server {
-            child,
-            url,
-            _dir: dir,
-        },
-        recorder.secret.to_string(),
-        player.secret.to_string(),
-    )
-}
-
 fn server(c: &mut Criterion) {
-    let (server, recorder, player) = start();
+    let (server, tokens) = common::start("");
+    let (recorder, player) = (tokens.recorder, tokens.player);
     let client = reqwest::blocking::Client::new();
     let body: Vec<u8> = (0..LARGE).map(|i| (i * 31 % 251) as u8).collect();
     let ingest = |bytes: Vec<u8>| -> String {

@@ -210,7 +210,9 @@ async fn a_nonce_accepted_before_a_restart_is_still_refused_after_it() {
     let fresh = replay(lkm.hawk(&creds, "GET", KEYPAIR))
         .await
         .expect("send");
-    assert_eq!(fresh.status(), 200);
+    let status = fresh.status();
+    let body = fresh.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "a fresh request to the new process: {body}");
     // ...and the captured one is refused as a replay, not as a bad MAC.
     let replayed = replay(captured).await.expect("send");
     let (code, message) = support::error_of(replayed, 401).await;

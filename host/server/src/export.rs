@@ -232,7 +232,7 @@ pub async fn create(
     )?;
     tracing::info!(job_id = %job.id, total, destination = %described, "export job created");
     state.jobs.push(auth.org(), &job.id);
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    Ok((StatusCode::ACCEPTED, Json(super::jobs::shown(job))))
 }
 
 /// What one job run works with.

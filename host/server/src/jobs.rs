@@ -285,7 +285,17 @@ fn found(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Job> {
     state
         .catalogue
         .job(auth.org(), id)?
+        .map(shown)
         .ok_or_else(|| ApiError::not_found("job"))
+}
+
+/// A job as the API shows it: parameters named `sealed_…` (secrets sealed under the
+/// master key, such as an export destination's access key) are left out.
+pub(crate) fn shown(mut job: Job) -> Job {
+    if let Some(params) = job.params.as_object_mut() {
+        params.retain(|name, _| !name.starts_with("sealed_"));
+    }
+    job
 }
 
 /// The audit log's name for the rewrap worker.
@@ -379,7 +389,14 @@ pub async fn create_rewrap(
 )]
 pub async fn list(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<Vec<Job>>> {
     auth.require(&[Role::Admin])?;
-    Ok(Json(state.catalogue.list_jobs(auth.org())?))
+    Ok(Json(
+        state
+            .catalogue
+            .list_jobs(auth.org())?
+            .into_iter()
+            .map(shown)
+            .collect(),
+    ))
 }
 
 /// One job and its progress.

@@ -1,10 +1,11 @@
 //! `tapeseal-server`, the recording server behind `tapeseal serve`. Recordings go in sealed by the wasmtime
 //! guest as they stream in and come out only to tokens of their own organisation;
 //! managed KEKs rotate on schedule; rewrap jobs move recordings between KEKs by
-//! rewriting headers; every decrypt is audited.
+//! rewriting headers; export jobs decrypt recordings in bulk to a directory or S3;
+//! every decrypt is audited.
 //!
 //! Data flows one way: HTTP handlers ([`recordings`], [`playback`], [`keys`],
-//! [`jobs`], [`admin`]) use the catalogue and repository (`tapeseal-store`), the key
+//! [`jobs`], [`export`], [`admin`]) use the catalogue and repository (`tapeseal-store`), the key
 //! service (`tapeseal-keys`) and the guest runtime (`tapeseal-engine`), which know
 //! nothing of HTTP.
 #![forbid(unsafe_code)]

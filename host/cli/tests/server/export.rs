@@ -661,6 +661,10 @@ fn an_s3_export_is_encrypted_server_side_as_asked() {
         let done = api.wait_for_job(&acme.admin, &job);
         assert_eq!(done["state"], "done", "{done}");
         assert!(!done.to_string().contains(&admin.secret_access_key));
+        assert!(
+            done["params"].get("sealed_secret_access_key").is_none(),
+            "{done}"
+        );
         let manifest_key = done["progress"]["manifest"].as_str().expect("manifest");
         let keys = runtime.block_on(moto.list_objects(Account::A, "exports", prefix));
         assert_eq!(keys.len(), originals.len() * 2 + 1, "{keys:?}");
