@@ -17,6 +17,7 @@ use tapeseal_store::durable::write_private_file;
 use tapeseal_store::ids;
 use tapeseal_store::time::now_ms;
 
+use crate::cache::{CachePolicy, KeyCache};
 use crate::kek::{KekPair, KeyError};
 use crate::service::CurrentKek;
 
@@ -194,12 +195,20 @@ const MANAGED_KEK: &str = "tapeseal managed kek v1";
 pub struct ManagedKeys {
     catalogue: Arc<Catalogue>,
     master: Arc<MasterKey>,
+    /// Parsed private KEKs, so that a bulk export or a run of playbacks does not
+    /// parse the same RSA key for every DEK.
+    cache: Arc<KeyCache>,
 }
 
 impl ManagedKeys {
-    /// The service for `catalogue`, sealing under `master`.
+    /// The service for `catalogue`, sealing under `master`, keeping parsed private
+    /// KEKs for the default [`CachePolicy`] (300 s, 1024 keys).
     pub fn new(catalogue: Arc<Catalogue>, master: Arc<MasterKey>) -> Self {
-        Self { catalogue, master }
+        Self {
+            catalogue,
+            master,
+            cache: KeyCache::new(CachePolicy::default()),
+        }
     }
 
     /// Generates a new KEK and makes it current ("change key now"). Older KEKs stay
@@ -265,6 +274,7 @@ impl ManagedKeys {
         wrapped: &[u8],
         algorithm: WrapAlgorithm,
     ) -> Result<Dek> {
+        // The catalogue is asked every time: a deleted KEK unwraps nothing more.
         let record = self
             .catalogue
             .kek(org_id, kek_id)?
@@ -273,8 +283,15 @@ impl ManagedKeys {
             .sealed_private
             .filter(|_| record.kms_key_arn.is_none())
             .ok_or_else(|| ManagedKeyError::NotManaged(kek_id.to_string()))?;
-        let der = self.master.open(org_id, kek_id, &sealed)?;
-        let pair = KekPair::from_pem_or_der(&der)?;
+        let pair = match self.cache.get(org_id, kek_id) {
+            Some(pair) => pair,
+            None => {
+                let der = self.master.open(org_id, kek_id, &sealed)?;
+                let pair = Arc::new(KekPair::from_pem_or_der(&der)?);
+                self.cache.insert(org_id, kek_id, pair.clone());
+                pair
+            }
+        };
         Ok(pair.unwrap(wrapped, algorithm)?)
     }
 
@@ -282,7 +299,10 @@ impl ManagedKeys {
     /// references it (checked in the same transaction as the delete).
     pub fn delete(&self, org_id: &str, kek_id: &str, actor: &str) -> Result<()> {
         match self.catalogue.delete_kek(org_id, kek_id, actor) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.cache.forget(org_id, Some(kek_id));
+                Ok(())
+            }
             Ok(Err(users)) => Err(ManagedKeyError::InUse {
                 kek_id: kek_id.to_string(),
                 recordings: users.recordings,

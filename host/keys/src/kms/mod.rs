@@ -25,11 +25,10 @@ use crate::kek::{KekPair, KeyError};
 use crate::managed::{MasterKey, current_of, private_der, rotation_due};
 use crate::service::{CurrentKek, KeyServiceError, StanzaRef, UnwrapContext};
 
-mod cache;
 pub mod client;
 
-pub use cache::CachePolicy;
-use cache::KeyCache;
+pub use crate::cache::CachePolicy;
+use crate::cache::KeyCache;
 use client::Connection;
 
 /// The sealing domain of organisations' AWS secret access keys under the master key.

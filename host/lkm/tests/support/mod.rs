@@ -109,8 +109,12 @@ impl Lkm {
                     &tapeseal_lkm::tls::fingerprint_of_pem(&cert).expect("fingerprint"),
                     fingerprint
                 );
+                // HTTP/1.1, so that a test may address a request as it likes with a
+                // Host header (over HTTP/2 the URL's authority is what the server
+                // sees, and the workspace's reqwest can speak it).
                 reqwest::Client::builder()
                     .tls_certs_only([reqwest::Certificate::from_pem(&cert).expect("PEM")])
+                    .http1_only()
                     .build()
                     .expect("client")
             }

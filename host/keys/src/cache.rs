@@ -1,6 +1,8 @@
-//! The cache of private KEKs decrypted by KMS: in memory only, bounded by entries
-//! and by the time since KMS decrypted each key (absolute: use does not extend
-//! it), so that revoking tapeseal's access in KMS takes effect within that time.
+//! The cache of parsed private KEKs: in memory only, bounded by entries and by the
+//! time since each key was obtained (absolute: use does not extend it). For KMS
+//! mode that is the time since KMS decrypted it, so that revoking tapeseal's access
+//! in KMS takes effect within that time; for managed keys it spares the PKCS#8
+//! parse (most of a managed unwrap) of a key the master key in memory opens anyway.
 //! An evicted or expired key is dropped at once: aws-lc frees RSA keys with
 //! `BN_clear_free`, which zeroes the private numbers.
 
@@ -111,8 +113,8 @@ impl KeyCache {
         None
     }
 
-    /// Keeps a key KMS has just decrypted, evicting the least recently used when
-    /// full.
+    /// Keeps a key just obtained (decrypted by KMS, or unsealed and parsed),
+    /// evicting the least recently used when full.
     pub(crate) fn insert(&self, org_id: &str, kek_id: &str, pair: Arc<KekPair>) {
         if !self.policy.enabled() {
             return;
