@@ -56,6 +56,26 @@ fn manifest(root: &Path, job: &Value) -> Value {
     serde_json::from_slice(&read(&root.join(path))).expect("manifest JSON")
 }
 
+/// Exports everything under `prefix`; expects the job to fail with `exported`
+/// recordings written and one failed. Returns the job id and the job.
+fn export_with_one_failure(
+    api: &crate::support::Api,
+    admin: &str,
+    prefix: &str,
+    exported: u64,
+) -> (String, Value) {
+    let job = start(
+        api,
+        admin,
+        &json!({ "destination": { "type": "directory", "prefix": prefix } }),
+    );
+    let failed = api.wait_for_job(admin, &job);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["progress"]["exported"], exported);
+    assert_eq!(failed["progress"]["failed"], 1);
+    (job, failed)
+}
+
 /// The recording ids of a manifest's files, in its order.
 fn listed(manifest: &Value) -> Vec<String> {
     manifest["files"]
@@ -231,15 +251,7 @@ fn a_directory_export_writes_the_layout_metadata_and_manifest_and_a_damaged_reco
     let at = bad.len() - 100;
     bad[at] ^= 1;
     std::fs::write(&stored, &bad).expect("damage");
-    let job = start(
-        &api,
-        &acme.admin,
-        &json!({ "destination": { "type": "directory", "prefix": "damaged" } }),
-    );
-    let failed = api.wait_for_job(&acme.admin, &job);
-    assert_eq!(failed["state"], "failed", "{failed}");
-    assert_eq!(failed["progress"]["exported"], 4);
-    assert_eq!(failed["progress"]["failed"], 1);
+    let (job, failed) = export_with_one_failure(&api, &acme.admin, "damaged", 4);
     let m = manifest(&root, &failed);
     assert_eq!(m["failures"][0]["recording_id"], call_id.as_str());
     assert_eq!(
@@ -580,15 +592,7 @@ fn an_lkm_organisation_exports_through_its_lkm_and_a_refused_key_fails_alone() {
     envelope[at] ^= 0x55;
     std::fs::write(&stored, &envelope).expect("tamper");
 
-    let job = start(
-        &api,
-        &acme.admin,
-        &json!({ "destination": { "type": "directory", "prefix": "lkm" } }),
-    );
-    let failed = api.wait_for_job(&acme.admin, &job);
-    assert_eq!(failed["state"], "failed", "{failed}");
-    assert_eq!(failed["progress"]["exported"], 3);
-    assert_eq!(failed["progress"]["failed"], 1);
+    let (_, failed) = export_with_one_failure(&api, &acme.admin, "lkm", 3);
     let root = data.join("exports");
     let m = manifest(&root, &failed);
     assert_eq!(m["failures"][0]["recording_id"], refused.as_str());
