@@ -25,8 +25,19 @@ const PLATFORM_CRATES: [&str; 7] = [
 pub(crate) const TEST_BUILD: [&str; 4] =
     ["test", "--workspace", "--features", "tapeseal/failpoints"];
 
+/// Set by [`run`]: every program CI starts builds without incremental compilation.
+/// A one-off build gains nothing from it, and it would double the disk the
+/// build takes (about 2 GiB more on a fresh clone).
+static ONE_OFF_BUILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The free disk below which CI warns before it starts: a fresh clone's build
+/// (target/, CARGO_HOME, the npm and PyPI packages) takes about 8 GiB.
+const DISK_NEEDED_GIB: u64 = 12;
+
 pub(crate) fn run(root: &Path) -> Res<()> {
     let started = std::time::Instant::now();
+    ONE_OFF_BUILD.store(true, std::sync::atomic::Ordering::Relaxed);
+    report_free_disk(root);
     install(root)?;
     let moto = step_value(
         "moto server for the AWS KMS tests (PyPI moto[server])",
@@ -121,6 +132,29 @@ pub(crate) fn step_value<T>(name: &str, f: impl FnOnce() -> Res<T>) -> Res<T> {
         Ok(())
     })?;
     out.ok_or_else(|| "step produced nothing".into())
+}
+
+/// Prints the free space where the build goes, and warns when it is short: a
+/// full disk shows up late and obscurely (the linker dies of SIGBUS).
+fn report_free_disk(root: &Path) {
+    match output(root, "df", &["-Pk", "."]) {
+        Ok(df) => {
+            let free_kib = df
+                .lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<u64>().ok());
+            match free_kib {
+                Some(kib) if kib < DISK_NEEDED_GIB << 20 => println!(
+                    "xtask ci: WARNING: {:.1} GiB free here; a build from scratch needs about {DISK_NEEDED_GIB} GiB",
+                    kib as f64 / 1_048_576.0
+                ),
+                Some(kib) => println!("xtask ci: {:.1} GiB free", kib as f64 / 1_048_576.0),
+                None => println!("xtask ci: cannot read the free disk from df"),
+            }
+        }
+        Err(e) => println!("xtask ci: cannot read the free disk: {e}"),
+    }
 }
 
 /// Adds the wasm32 targets that are missing (the host's build needs wasm32-wasip2
@@ -233,7 +267,11 @@ fn run_cmd(root: &Path, program: &str, args: &[&str]) -> Res<()> {
 /// Runs a program in `dir`, echoing the command, failing on a non-zero exit.
 pub(crate) fn run_in(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Res<()> {
     println!("$ {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    if ONE_OFF_BUILD.load(std::sync::atomic::Ordering::Relaxed) {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    let status = command
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)
