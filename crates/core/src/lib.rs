@@ -54,9 +54,9 @@ pub use header::{Header, MediaKind, Stanza};
 pub use inspect::{Inspection, inspect};
 pub use kek::{ACCEPTED_MODULUS_BITS, KekPublicKey, WrapAlgorithm};
 pub use layout::Layout;
-pub use open::{Decryptor, Opener, open};
+pub use open::{Decryptor, Opener, open, open_with};
 pub use rewrap::{RewrapMode, rewrap, rewrap_header};
-pub use seal::{Recipient, SealParams, Sealer, seal};
+pub use seal::{Recipient, SealParams, Sealer, seal, seal_with};
 
 /// Re-exported so callers name the same RNG traits the core takes.
 pub use rand_core;

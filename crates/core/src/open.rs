@@ -93,8 +93,13 @@ impl<A: ChunkAead> Decryptor<A> {
 
 /// Opens a whole envelope held in memory.
 pub fn open(envelope: &[u8], dek: &Dek) -> Result<Vec<u8>> {
+    open_with::<SoftAes256Gcm>(envelope, dek)
+}
+
+/// [`open`] with another implementation of the chunk AEAD (a host's hardware AES).
+pub fn open_with<A: ChunkAead>(envelope: &[u8], dek: &Dek) -> Result<Vec<u8>> {
     let header = Header::parse(envelope)?;
-    let decryptor = Decryptor::<SoftAes256Gcm>::new(header, dek)?;
+    let decryptor = Decryptor::<A>::new(header, dek)?;
     let layout =
         Layout::new(decryptor.header(), envelope.len() as u64).map_err(|_| Error::DecryptFailed)?;
     let capacity = usize::try_from(layout.plaintext_len()).map_err(|_| Error::DecryptFailed)?;

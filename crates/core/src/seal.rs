@@ -232,7 +232,18 @@ pub fn seal<R: CryptoRng + ?Sized>(
     recipients: &[Recipient],
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut sealer = Sealer::<SoftAes256Gcm>::new(rng, dek, params, recipients)?;
+    seal_with::<SoftAes256Gcm, R>(rng, dek, params, recipients, plaintext)
+}
+
+/// [`seal`] with another implementation of the chunk AEAD (a host's hardware AES).
+pub fn seal_with<A: ChunkAead, R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    dek: &Dek,
+    params: &SealParams,
+    recipients: &[Recipient],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let mut sealer = Sealer::<A>::new(rng, dek, params, recipients)?;
     let chunks = plaintext.len() / params.chunk_size.max(1) as usize + 1;
     let capacity = chunks
         .checked_mul(TAG_LEN)
