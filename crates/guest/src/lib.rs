@@ -1,12 +1,14 @@
 //! `tapeseal-guest`: tapeseal-core exported through the WIT world in `wit/tapeseal.wit`,
 //! built for `wasm32-wasip2` and run by the wasmtime host. Conversion only: every
-//! format rule lives in the core. Its one capability need is randomness.
+//! format rule lives in the core. It needs randomness (wasi:random) and the host's
+//! chunk AEAD (the `chunk-aead` import: hardware AES-256-GCM for each chunk).
 //!
 //! Everything here is for WebAssembly only: built for the host (as `cargo build
 //! --workspace` does), the crate is empty, because the component's export names are
 //! not symbols a native linker accepts.
 #![cfg(target_family = "wasm")]
 
+mod aead;
 mod convert;
 
 use std::cell::RefCell;
@@ -21,6 +23,7 @@ use crate::bindings::exports::tapeseal::core::envelope::{
     Opener, Recipient, RewrapMode, SealParams, Sealer,
 };
 
+use crate::aead::HostAead;
 use crate::convert::{byte_range, dek, error, from_core, inspection, params, recipients};
 
 /// The ABI glue wit-bindgen generates; it is the only unsafe code in this crate.
@@ -83,12 +86,13 @@ impl Guest for Component {
         let dek = dek(dek_bytes)?;
         let params = params(seal_params)?;
         let recipients = recipients(to)?;
-        tapeseal_core::seal(&mut rng()?, &dek, &params, &recipients, &plaintext).map_err(from_core)
+        tapeseal_core::seal_with::<HostAead, _>(&mut rng()?, &dek, &params, &recipients, &plaintext)
+            .map_err(from_core)
     }
 
     fn open(envelope: Vec<u8>, dek_bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
         let dek = dek(dek_bytes)?;
-        tapeseal_core::open(&envelope, &dek).map_err(from_core)
+        tapeseal_core::open_with::<HostAead>(&envelope, &dek).map_err(from_core)
     }
 
     fn rewrap_header(
@@ -111,7 +115,7 @@ impl Guest for Component {
 
 struct SealerImpl {
     header: Vec<u8>,
-    inner: RefCell<Option<tapeseal_core::Sealer>>,
+    inner: RefCell<Option<tapeseal_core::Sealer<HostAead>>>,
 }
 
 impl GuestSealer for SealerImpl {
@@ -123,7 +127,7 @@ impl GuestSealer for SealerImpl {
         let dek = dek(dek_bytes)?;
         let params = params(seal_params)?;
         let recipients = recipients(to)?;
-        let inner = tapeseal_core::Sealer::new(&mut rng()?, &dek, &params, &recipients)
+        let inner = tapeseal_core::Sealer::<HostAead>::new(&mut rng()?, &dek, &params, &recipients)
             .map_err(from_core)?;
         Ok(Sealer::new(SealerImpl {
             header: inner.header().as_bytes().to_vec(),
@@ -151,13 +155,13 @@ impl GuestSealer for SealerImpl {
     }
 }
 
-struct OpenerImpl(RefCell<Option<tapeseal_core::Opener>>);
+struct OpenerImpl(RefCell<Option<tapeseal_core::Opener<HostAead>>>);
 
 impl GuestOpener for OpenerImpl {
     fn create(dek_bytes: Vec<u8>) -> Result<Opener, Error> {
         let dek = dek(dek_bytes)?;
         Ok(Opener::new(OpenerImpl(RefCell::new(Some(
-            tapeseal_core::Opener::new(&dek),
+            tapeseal_core::Opener::<HostAead>::new(&dek),
         )))))
     }
 
@@ -178,7 +182,7 @@ impl GuestOpener for OpenerImpl {
 }
 
 struct ChunkOpenerImpl {
-    decryptor: tapeseal_core::Decryptor,
+    decryptor: tapeseal_core::Decryptor<HostAead>,
     layout: Layout,
 }
 
@@ -191,7 +195,8 @@ impl GuestChunkOpener for ChunkOpenerImpl {
         let dek = dek(dek_bytes)?;
         let header = Header::parse(&header).map_err(from_core)?;
         let layout = Layout::new(&header, envelope_len).map_err(from_core)?;
-        let decryptor = tapeseal_core::Decryptor::new(header, &dek).map_err(from_core)?;
+        let decryptor =
+            tapeseal_core::Decryptor::<HostAead>::new(header, &dek).map_err(from_core)?;
         Ok(ChunkOpener::new(ChunkOpenerImpl { decryptor, layout }))
     }
 

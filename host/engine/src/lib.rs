@@ -4,7 +4,8 @@
 //! All wasmtime glue lives here, because wasmtime's API moves every month: the
 //! component is compiled once per process (and cached on disk), pre-instantiated, and
 //! instantiated per operation or per stream in a store with a memory cap and a fuel
-//! budget. The guest is granted randomness and nothing else: its WASI context has no
+//! budget. The guest is granted randomness and the host's chunk AEAD (hardware
+//! AES-256-GCM, [`HostAes256Gcm`]) and nothing else: its WASI context has no
 //! preopened directories, no network, no environment, no arguments and no stdio.
 
 #![forbid(unsafe_code)]
@@ -27,12 +28,19 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "tapeseal",
         path: "../../wit",
+        with: {
+            "tapeseal:core/chunk-aead.chunk-key": crate::aead::HostAes256Gcm,
+        },
+        // The chunk-aead import traps on a guest that breaks its contract.
+        imports: { default: trappable },
     });
 }
 
+mod aead;
 mod convert;
 mod streams;
 
+pub use aead::HostAes256Gcm;
 pub use convert::core_code;
 pub use streams::{ChunkOpener, StreamOpener, StreamSealer};
 
@@ -152,6 +160,8 @@ struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    /// Payload keys the guest holds through the chunk-aead import.
+    chunk_keys: usize,
 }
 
 impl WasiView for State {
@@ -279,12 +289,7 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(runtime_error)?;
         let component = Component::new(&engine, GUEST_COMPONENT).map_err(runtime_error)?;
-        let mut linker = Linker::<State>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime_error)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(TapesealPre::new)
-            .map_err(runtime_error)?;
+        let pre = link(&engine, &component, true)?;
         Ok(Self {
             engine,
             component,
@@ -324,6 +329,7 @@ impl Runtime {
             limiter: Limiter {
                 memory_bytes: self.limits.memory_bytes,
             },
+            chunk_keys: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -428,6 +434,24 @@ impl Runtime {
     }
 }
 
+/// Links the guest to WASI (randomness; the rest empty) and, unless told not to,
+/// to the host's chunk AEAD. Without the chunk AEAD the guest cannot link at all.
+fn link(engine: &Engine, component: &Component, chunk_aead: bool) -> Result<TapesealPre<State>> {
+    let mut linker = Linker::<State>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime_error)?;
+    if chunk_aead {
+        Tapeseal::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(runtime_error)?;
+    }
+    linker
+        .instantiate_pre(component)
+        .and_then(TapesealPre::new)
+        .map_err(runtime_error)
+}
+
 type Envelope = bindings::exports::tapeseal::core::envelope::Guest;
 
 /// Runs guest work so that it does not stall an async worker: inside a
@@ -477,5 +501,24 @@ impl Session {
             .fuel_base
             .saturating_add(self.limits.fuel_per_byte.saturating_mul(input_len as u64));
         budget.saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_without_the_chunk_aead_cannot_link_the_guest() {
+        let runtime = Runtime::new(Limits::default()).expect("runtime");
+        let refused = link(&runtime.engine, &runtime.component, false)
+            .err()
+            .expect("linking without the chunk AEAD must fail");
+        let message = refused.to_string();
+        assert!(
+            message.contains("tapeseal:core/chunk-aead"),
+            "the refusal names the missing import: {message}"
+        );
+        assert!(link(&runtime.engine, &runtime.component, true).is_ok());
     }
 }

@@ -269,11 +269,12 @@ fn guest_errors_arrive_as_codes() {
     );
 }
 
-/// The guest's imports: randomness, plus the interfaces Rust's std links on
+/// The guest's imports: the host's chunk AEAD, randomness, plus the interfaces Rust's std links on
 /// wasm32-wasip2, which the host satisfies with an empty WASI context. A new entry
 /// here is a new capability and must be reviewed.
 /// Compared without the `@0.2.x` version, which follows the Rust toolchain.
 const EXPECTED_IMPORTS: &[&str] = &[
+    "tapeseal:core/chunk-aead",
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stderr",
