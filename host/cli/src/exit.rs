@@ -121,6 +121,7 @@ impl From<CatalogueError> for Failure {
         let code = match e {
             CatalogueError::Database(_)
             | CatalogueError::Random(_)
+            | CatalogueError::AuditNotRecorded(_)
             | CatalogueError::TooNew { .. } => ErrorCode::Internal,
             CatalogueError::Exists(_) => ErrorCode::Conflict,
             CatalogueError::NoSuchOrg(_) | CatalogueError::NoSuchKek => ErrorCode::NotFound,

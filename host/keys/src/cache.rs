@@ -1,21 +1,25 @@
-//! The cache of parsed private KEKs: in memory only, bounded by entries and by the
-//! time since each key was obtained (absolute: use does not extend it). For KMS
-//! mode that is the time since KMS decrypted it, so that revoking tapeseal's access
-//! in KMS takes effect within that time; for managed keys it spares the PKCS#8
-//! parse (most of a managed unwrap) of a key the master key in memory opens anyway.
-//! An evicted or expired key is dropped at once: aws-lc frees RSA keys with
-//! `BN_clear_free`, which zeroes the private numbers.
+//! A cache of keys in memory only, bounded by entries and by the time since each
+//! key was obtained (absolute: use does not extend it).
+//!
+//! - Parsed private KEKs: for KMS mode the time is since KMS decrypted the key, so
+//!   that revoking tapeseal's access in KMS takes effect within it; for managed
+//!   keys it spares the PKCS#8 parse (most of a managed unwrap) of a key the master
+//!   key in memory opens anyway. aws-lc frees RSA keys with `BN_clear_free`, which
+//!   zeroes the private numbers.
+//! - The server's unwrapped DEKs, for the length of one playback (`Dek` zeroizes
+//!   itself when dropped).
+//!
+//! An evicted or expired key is dropped at once (once no caller still holds it).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
-
-use crate::kek::KekPair;
 
 /// The cache's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
-    /// How long a decrypted key is kept after KMS decrypted it; zero: not at all.
+    /// How long a key is kept after it was obtained; zero: not at all.
     pub ttl: Duration,
     /// How many keys are kept at most; zero: none.
     pub entries: usize,
@@ -42,38 +46,56 @@ impl Default for CachePolicy {
     }
 }
 
-struct Entry {
-    pair: Arc<KekPair>,
-    decrypted_at: Instant,
+struct Entry<V> {
+    value: V,
+    obtained_at: Instant,
     used: u64,
 }
 
-/// Decrypted private KEKs by organisation and KEK id.
-#[derive(Default)]
-pub(crate) struct KeyCache {
+/// Keys of type `V` by `K` (for KEKs: organisation and KEK id). `V` is cheap to
+/// clone (an `Arc`), so a caller keeps using a key that is evicted meanwhile.
+pub struct KeyCache<K, V> {
     policy: CachePolicy,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<K, V>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<(String, String), Entry>,
+struct Inner<K, V> {
+    entries: HashMap<K, Entry<V>>,
     clock: u64,
 }
 
-impl std::fmt::Debug for KeyCache {
+impl<K, V> Default for Inner<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            clock: 0,
+        }
+    }
+}
+
+impl<K, V> KeyCache<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K, V> std::fmt::Debug for KeyCache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
             .field("policy", &self.policy)
-            .field("len", &self.len())
+            .field("len", &self.lock().entries.len())
             .finish()
     }
 }
 
-impl KeyCache {
+impl<K, V> KeyCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
     /// An empty cache; with a tokio runtime at hand, a task also drops expired keys
     /// while nobody asks for them (it ends with the cache).
-    pub(crate) fn new(policy: CachePolicy) -> Arc<Self> {
+    pub fn new(policy: CachePolicy) -> Arc<Self> {
         let cache = Arc::new(Self {
             policy,
             inner: Mutex::default(),
@@ -86,36 +108,31 @@ impl KeyCache {
         cache
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The key, if cached and not expired.
-    pub(crate) fn get(&self, org_id: &str, kek_id: &str) -> Option<Arc<KekPair>> {
+    pub fn get(&self, key: &K) -> Option<V> {
         if !self.policy.enabled() {
             return None;
         }
         let mut inner = self.lock();
         inner.clock += 1;
         let clock = inner.clock;
-        let key = (org_id.to_string(), kek_id.to_string());
-        let expired = match inner.entries.get_mut(&key) {
-            Some(entry) if entry.decrypted_at.elapsed() < self.policy.ttl => {
+        let expired = match inner.entries.get_mut(key) {
+            Some(entry) if entry.obtained_at.elapsed() < self.policy.ttl => {
                 entry.used = clock;
-                return Some(entry.pair.clone());
+                return Some(entry.value.clone());
             }
             Some(_) => true,
             None => false,
         };
         if expired {
-            inner.entries.remove(&key);
+            inner.entries.remove(key);
         }
         None
     }
 
-    /// Keeps a key just obtained (decrypted by KMS, or unsealed and parsed),
-    /// evicting the least recently used when full.
-    pub(crate) fn insert(&self, org_id: &str, kek_id: &str, pair: Arc<KekPair>) {
+    /// Keeps a key just obtained (decrypted by KMS, unsealed and parsed, or
+    /// unwrapped), evicting the least recently used when full.
+    pub fn insert(&self, key: K, value: V) {
         if !self.policy.enabled() {
             return;
         }
@@ -123,7 +140,6 @@ impl KeyCache {
         expire(&mut inner, self.policy.ttl);
         inner.clock += 1;
         let used = inner.clock;
-        let key = (org_id.to_string(), kek_id.to_string());
         if !inner.entries.contains_key(&key) && inner.entries.len() >= self.policy.entries {
             let oldest = inner
                 .entries
@@ -137,32 +153,52 @@ impl KeyCache {
         inner.entries.insert(
             key,
             Entry {
-                pair,
-                decrypted_at: Instant::now(),
+                value,
+                obtained_at: Instant::now(),
                 used,
             },
         );
     }
 
-    /// Drops one key of an organisation (it was deleted), or all of them (its KMS
-    /// key changed).
-    pub(crate) fn forget(&self, org_id: &str, kek_id: Option<&str>) {
-        self.lock()
-            .entries
-            .retain(|(org, kek), _| org != org_id || kek_id.is_some_and(|k| k != kek));
+    /// Drops every key for which `keep` says false.
+    pub fn retain(&self, keep: impl Fn(&K) -> bool) {
+        self.lock().entries.retain(|key, _| keep(key));
     }
 
     /// How many keys are held now.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.lock().entries.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-fn expire(inner: &mut Inner, ttl: Duration) {
-    inner.entries.retain(|_, e| e.decrypted_at.elapsed() < ttl);
+/// The KEK cache's key: organisation id and KEK id.
+pub(crate) type KekCache = KeyCache<(String, String), Arc<crate::kek::KekPair>>;
+
+/// The KEK cache's key for one KEK of an organisation.
+pub(crate) fn kek_key(org_id: &str, kek_id: &str) -> (String, String) {
+    (org_id.to_string(), kek_id.to_string())
 }
 
-async fn sweep(cache: Weak<KeyCache>, ttl: Duration) {
+/// Drops one key of an organisation (it was deleted), or all of them (its KMS key
+/// changed).
+pub(crate) fn forget_keks(cache: &KekCache, org_id: &str, kek_id: Option<&str>) {
+    cache.retain(|(org, kek)| org != org_id || kek_id.is_some_and(|k| k != kek));
+}
+
+fn expire<K, V>(inner: &mut Inner<K, V>, ttl: Duration) {
+    inner.entries.retain(|_, e| e.obtained_at.elapsed() < ttl);
+}
+
+async fn sweep<K, V>(cache: Weak<KeyCache<K, V>>, ttl: Duration)
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
     let period = (ttl / 4).max(Duration::from_millis(250));
     loop {
         tokio::time::sleep(period).await;

@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod cache;
+pub mod cache;
 pub mod dispatch;
 pub mod grant;
 pub mod hawk;

@@ -17,7 +17,7 @@ use tapeseal_store::durable::write_private_file;
 use tapeseal_store::ids;
 use tapeseal_store::time::now_ms;
 
-use crate::cache::{CachePolicy, KeyCache};
+use crate::cache::{CachePolicy, KekCache, KeyCache, forget_keks, kek_key};
 use crate::kek::{KekPair, KeyError};
 use crate::service::CurrentKek;
 
@@ -197,7 +197,7 @@ pub struct ManagedKeys {
     master: Arc<MasterKey>,
     /// Parsed private KEKs, so that a bulk export or a run of playbacks does not
     /// parse the same RSA key for every DEK.
-    cache: Arc<KeyCache>,
+    cache: Arc<KekCache>,
 }
 
 impl ManagedKeys {
@@ -283,12 +283,12 @@ impl ManagedKeys {
             .sealed_private
             .filter(|_| record.kms_key_arn.is_none())
             .ok_or_else(|| ManagedKeyError::NotManaged(kek_id.to_string()))?;
-        let pair = match self.cache.get(org_id, kek_id) {
+        let pair = match self.cache.get(&kek_key(org_id, kek_id)) {
             Some(pair) => pair,
             None => {
                 let der = self.master.open(org_id, kek_id, &sealed)?;
                 let pair = Arc::new(KekPair::from_pem_or_der(&der)?);
-                self.cache.insert(org_id, kek_id, pair.clone());
+                self.cache.insert(kek_key(org_id, kek_id), pair.clone());
                 pair
             }
         };
@@ -300,7 +300,7 @@ impl ManagedKeys {
     pub fn delete(&self, org_id: &str, kek_id: &str, actor: &str) -> Result<()> {
         match self.catalogue.delete_kek(org_id, kek_id, actor) {
             Ok(Ok(())) => {
-                self.cache.forget(org_id, Some(kek_id));
+                forget_keks(&self.cache, org_id, Some(kek_id));
                 Ok(())
             }
             Ok(Err(users)) => Err(ManagedKeyError::InUse {

@@ -84,7 +84,7 @@ pub async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &kms_metrics(state.keys.kms()),
+        state.metrics.render() + &kms_metrics(state.keys.kms()) + &audit_metrics(&state),
     ))
 }
 
@@ -105,6 +105,21 @@ fn kms_metrics(kms: &tapeseal_keys::kms::KmsKeys) -> String {
         stats.decrypts.load(Relaxed),
         stats.cache_hits.load(Relaxed),
         kms.cached_keys()
+    )
+}
+
+/// The audit log's group commits and the playback DEKs held, in the Prometheus
+/// text format.
+fn audit_metrics(state: &super::AppState) -> String {
+    format!(
+        "# HELP tapeseal_audit_commits_total Transactions that made audit entries durable (concurrent entries share one).\n\
+         # TYPE tapeseal_audit_commits_total counter\n\
+         tapeseal_audit_commits_total {}\n\
+         # HELP tapeseal_playback_cached_deks DEKs held in memory for playbacks now.\n\
+         # TYPE tapeseal_playback_cached_deks gauge\n\
+         tapeseal_playback_cached_deks {}\n",
+        state.catalogue.audit_commits(),
+        state.playback_deks.len()
     )
 }
 

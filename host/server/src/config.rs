@@ -51,6 +51,43 @@ pub struct Config {
     pub kms: KmsConfig,
     /// Bulk export jobs.
     pub export: ExportConfig,
+    /// Playback through the server.
+    pub playback: PlaybackConfig,
+}
+
+/// Playback through the server: how long an unwrapped DEK serves one playback.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackConfig {
+    /// How long a DEK unwrapped for a caller's playback serves that caller's further
+    /// range requests on the same recording, in seconds (from the unwrap, not
+    /// renewed by use; at most 3600); 0: every request unwraps. Every decrypt is
+    /// audited either way.
+    pub dek_cache_secs: u64,
+    /// How many such DEKs are kept at most; 0: none.
+    pub dek_cache_entries: usize,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        Self {
+            dek_cache_secs: 60,
+            dek_cache_entries: 4096,
+        }
+    }
+}
+
+impl PlaybackConfig {
+    /// The DEK cache's bounds, checked.
+    pub fn dek_cache(&self) -> anyhow::Result<tapeseal_keys::cache::CachePolicy> {
+        if self.dek_cache_secs > 3600 {
+            anyhow::bail!("[playback] dek_cache_secs is 0 to 3600");
+        }
+        Ok(tapeseal_keys::cache::CachePolicy {
+            ttl: std::time::Duration::from_secs(self.dek_cache_secs),
+            entries: self.dek_cache_entries,
+        })
+    }
 }
 
 /// Bulk export: where directory exports go, how S3 is reached, and how hard a job
@@ -272,6 +309,7 @@ impl Default for Config {
             www: WwwConfig::default(),
             kms: KmsConfig::default(),
             export: ExportConfig::default(),
+            playback: PlaybackConfig::default(),
         }
     }
 }

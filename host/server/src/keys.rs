@@ -217,6 +217,7 @@ pub async fn set_mode(
         .set_mode(auth.org(), holder, auth.actor())
         .await?;
     tracing::info!(mode = holder.name(), "key mode switched");
+    super::playback::forget_playback_deks(&state, auth.org());
     let current = match current {
         Some(kek) => state.catalogue.kek(auth.org(), &kek.id)?,
         None => None,
@@ -266,6 +267,7 @@ pub async fn remove(
     }
     state.keys.delete(auth.org(), &id, auth.actor()).await?;
     tracing::info!(kek_id = %id, "KEK deleted");
+    super::playback::forget_playback_deks(&state, auth.org());
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -164,6 +164,7 @@ pub async fn configure(
             tracing::warn!(error = %e, "KMS settings not accepted");
             e
         })?;
+    super::playback::forget_playback_deks(&state, auth.org());
     tracing::info!(
         key_arn = %done.settings.key_arn,
         rekeyed = done.rekeyed,

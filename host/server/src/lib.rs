@@ -72,6 +72,8 @@ pub struct AppState {
     pub limits: limits::Limiter,
     /// Wakes the job worker.
     pub jobs: jobs::JobQueue,
+    /// DEKs unwrapped for playbacks, each for the length of one playback.
+    pub playback_deks: Arc<playback::DekCache>,
 }
 
 /// A configured bearer secret (the operator or the metrics token); prints as
@@ -152,6 +154,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         );
     }
     let runtime = Runtime::new(Limits::default())?;
+    let playback_deks = playback::DekCache::new(config.playback.dek_cache()?);
     let (queue, receiver) = jobs::JobQueue::new();
     let state = Arc::new(AppState {
         config,
@@ -165,6 +168,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         metrics_token,
         limits,
         jobs: queue,
+        playback_deks,
     });
     Ok((state, receiver))
 }

@@ -184,6 +184,7 @@ pub async fn configure(
             other => other.into(),
         })?;
     tracing::info!(url = %settings.decrypt_url, "LKM configured");
+    super::playback::forget_playback_deks(&state, auth.org());
     try_grant_key(&state, &auth).await;
     Ok(Json(current_view(&state, auth.org())?))
 }

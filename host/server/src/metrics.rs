@@ -85,6 +85,8 @@ pub struct Metrics {
     pub rewrapped: Counter,
     /// Recordings written out by export jobs.
     pub exported: Counter,
+    /// Playback requests served by a DEK already unwrapped for that playback.
+    pub dek_cache_hits: Counter,
     /// Time to ingest and seal one upload.
     pub seal_seconds: Histogram,
     /// Time to unwrap one DEK.
@@ -146,6 +148,11 @@ impl Metrics {
                 "tapeseal_exported_total",
                 "Recordings written out by export jobs.",
                 &self.exported,
+            ),
+            (
+                "tapeseal_playback_dek_cache_hits_total",
+                "Playback requests that reused the DEK unwrapped for their playback.",
+                &self.dek_cache_hits,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

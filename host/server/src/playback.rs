@@ -29,6 +29,43 @@ use super::{AppState, Shared};
 /// Chunks read from the repository per request, at most.
 const READ_BATCH: u64 = 1 << 20;
 
+/// Whose playback of which version of a recording a cached DEK serves: another
+/// caller, another KEK or another stored envelope unwraps afresh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlaybackKey {
+    actor: String,
+    org_id: String,
+    recording_id: String,
+    kek_id: Option<String>,
+    object_path: String,
+}
+
+/// A DEK verified against its envelope's header, and the key that unwrapped it.
+pub struct PlaybackDek {
+    dek: Dek,
+    key_id: String,
+}
+
+impl std::fmt::Debug for PlaybackDek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaybackDek")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// DEKs unwrapped for playbacks, so that the range requests of one playback (a
+/// player seeking) pay one unwrap rather than one each; bounded by
+/// `[playback] dek_cache_secs` and `dek_cache_entries`. Each DEK is zeroized once
+/// evicted and no request still uses it.
+pub type DekCache = tapeseal_keys::cache::KeyCache<PlaybackKey, Arc<PlaybackDek>>;
+
+/// Drops every DEK cached for an organisation's playbacks: its key service or its
+/// KEKs changed, and the next request must ask the key service again.
+pub(crate) fn forget_playback_deks(state: &AppState, org_id: &str) {
+    state.playback_deks.retain(|key| key.org_id != org_id);
+}
+
 /// Streams the plaintext of `range` out of an envelope: reads the ciphertext of a
 /// batch of chunks at a time, opens each chunk (authenticating it) and releases only
 /// the bytes inside the range. A guest instance is held for one batch at a time, so a
@@ -199,16 +236,38 @@ pub async fn content(
         purpose: Purpose::Playback,
         recording_id: &record.id,
     };
-    let (dek, key_id) = match recording_dek(&state, &context, &record, &info.header).await {
-        Ok(found) => found,
-        // The key service could not answer: not the recording's fault.
-        Err(e) if e.is_service_fault() => return Err(e.into()),
-        Err(e) => return Err(failed(&e)),
+    let cache_key = PlaybackKey {
+        actor: auth.actor().to_string(),
+        org_id: auth.org().to_string(),
+        recording_id: record.id.clone(),
+        kek_id: record.kek_id.clone(),
+        object_path: record.object_path.clone(),
+    };
+    let cached = state.playback_deks.get(&cache_key);
+    let (dek, key_id) = match &cached {
+        Some(found) => {
+            state.metrics.dek_cache_hits.inc();
+            (Dek::from_bytes(*found.dek.as_bytes()), found.key_id.clone())
+        }
+        None => match recording_dek(&state, &context, &record, &info.header).await {
+            Ok(found) => found,
+            // The key service could not answer: not the recording's fault.
+            Err(e) if e.is_service_fault() => return Err(e.into()),
+            Err(e) => return Err(failed(&e)),
+        },
     };
     let mut opener = state
         .runtime
         .chunk_opener(&header, &dek, size)
         .map_err(|e| failed(&e))?;
+    // Only a DEK the header's key commitment accepted serves later requests.
+    if cached.is_none() {
+        let verified = PlaybackDek {
+            dek: Dek::from_bytes(*dek.as_bytes()),
+            key_id: key_id.clone(),
+        };
+        state.playback_deks.insert(cache_key, Arc::new(verified));
+    }
     if opener.plaintext_len()? != len {
         return Err(unreadable(
             &"the envelope's length differs from the catalogue's",
@@ -240,16 +299,21 @@ pub async fn content(
         Err(BatchError::Busy(e)) => return Err(e),
         Err(e) => return Err(failed(&e)),
     };
-    state.catalogue.audit(
-        auth.org(),
-        auth.actor(),
-        &AuditEvent::RecordingDecrypt {
-            recording_id: &record.id,
-            kek_id: &key_id,
-            range: wanted,
-            len,
-        },
-    )?;
+    // Durable before any plaintext leaves, in a commit shared with concurrent
+    // requests.
+    state
+        .catalogue
+        .audit_async(
+            auth.org(),
+            auth.actor(),
+            &AuditEvent::RecordingDecrypt {
+                recording_id: &record.id,
+                kek_id: &key_id,
+                range: wanted,
+                len,
+            },
+        )
+        .await?;
     state.metrics.opens.inc();
     let finished = move |reader: &Decrypting, state: &AppState| {
         if reader.next > reader.last {
@@ -352,15 +416,18 @@ async fn stored_object(
     if method == Method::HEAD {
         return ranged_response(ENVELOPE_TYPE, range, len, Body::empty());
     }
-    state.catalogue.audit(
-        auth.org(),
-        auth.actor(),
-        &AuditEvent::RecordingEnvelope {
-            recording_id: &record.id,
-            kek_id: record.kek_id.as_deref(),
-            bytes: len,
-        },
-    )?;
+    state
+        .catalogue
+        .audit_async(
+            auth.org(),
+            auth.actor(),
+            &AuditEvent::RecordingEnvelope {
+                recording_id: &record.id,
+                kek_id: record.kek_id.as_deref(),
+                bytes: len,
+            },
+        )
+        .await?;
     let stream = pinned
         .stream(range.clone().unwrap_or(0..len))
         .map(|piece| piece.map_err(std::io::Error::other));

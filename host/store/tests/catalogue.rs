@@ -513,3 +513,57 @@ fn an_export_selects_by_time_kind_and_conversation_and_resumes_where_outcomes_st
         .expect("queue again");
     assert_eq!(state(&catalogue), JobState::Queued);
 }
+
+#[test]
+fn concurrent_audit_entries_share_commits_and_are_all_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalogue.sqlite3");
+    let catalogue = Catalogue::open(&path).expect("open");
+    let org = catalogue.create_org("Acme", "test").expect("org");
+    let before = catalogue.audit_commits();
+    const ENTRIES: usize = 200;
+    let ids: Vec<String> = (0..ENTRIES).map(|i| format!("rec-{i}")).collect();
+    // Every entry is queued before any is awaited, as concurrent requests do.
+    let waits = futures::future::join_all(ids.iter().map(|id| {
+        catalogue.audit_async(
+            &org.id,
+            "tok-player",
+            &AuditEvent::RecordingDecrypt {
+                recording_id: id,
+                kek_id: "kek-1",
+                range: 0..10,
+                len: 10,
+            },
+        )
+    }));
+    for result in futures::executor::block_on(waits) {
+        result.expect("durable");
+    }
+    let commits = catalogue.audit_commits() - before;
+    assert!(
+        (1..ENTRIES as u64).contains(&commits),
+        "{ENTRIES} concurrent entries took {commits} commits"
+    );
+    drop(catalogue);
+
+    // All of them are on disk, numbered without gaps.
+    let reopened = Catalogue::open(&path).expect("reopen");
+    let log = reopened
+        .audit_log(
+            &org.id,
+            &AuditFilter {
+                action: Some("recording.decrypt".into()),
+                limit: Some(1000),
+                ..AuditFilter::default()
+            },
+        )
+        .expect("log");
+    assert_eq!(log.len(), ENTRIES);
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    let first = seqs[0];
+    assert_eq!(
+        seqs,
+        (first..first + ENTRIES as i64).collect::<Vec<_>>(),
+        "one sequence, no gaps"
+    );
+}

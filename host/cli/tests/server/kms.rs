@@ -35,7 +35,10 @@ fn a_kms_organisation_plays_back_survives_revocation_and_a_key_change_and_switch
     let server = Server::start(
         &data,
         &format!(
-            "[kms]\nendpoint_url = \"{}\"\nregion = \"{}\"\ncache_ttl_secs = 0\n",
+            // Neither private KEKs nor playback DEKs are cached: each request
+            // shows what KMS answers now.
+            "[kms]\nendpoint_url = \"{}\"\nregion = \"{}\"\ncache_ttl_secs = 0\n\
+             [playback]\ndek_cache_secs = 0\n",
             moto.endpoint(),
             Moto::REGION
         ),

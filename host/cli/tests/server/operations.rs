@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Api, Server, expect_error, expect_json, fixture, noise, partial_upload};
+use crate::support::{
+    Api, Server, audit_actions, expect_error, expect_json, fixture, metric, noise, partial_upload,
+};
 
 #[test]
 fn tls_is_served_with_a_configured_certificate() {
@@ -197,17 +199,11 @@ fn health_metrics_and_the_openapi_document() {
     let id = meta["id"].as_str().expect("id");
     api.content(&acme.player, id);
     expect_error(api.get(&acme.player, "/v1/keks"), 403, "forbidden");
+    let value = |name: &str| metric(&api, name);
     let metrics = reqwest::blocking::get(api.url("/metrics"))
         .expect("GET")
         .text()
         .expect("text");
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| unreachable!("{name} missing from:\n{metrics}"))
-    };
     assert_eq!(value("tapeseal_seals_total"), 1.0);
     assert_eq!(value("tapeseal_opens_total"), 1.0);
     assert_eq!(value("tapeseal_unwraps_total"), 1.0);
@@ -500,4 +496,61 @@ fn a_missing_master_key_stops_the_server_instead_of_replacing_it() {
     std::fs::write(&key, saved).expect("restore");
     let server = Server::start(&data, "");
     assert_eq!(server.api().content(&acme.player, &id), body);
+}
+
+#[test]
+fn one_playback_unwraps_its_dek_once_and_audits_every_range() {
+    let (_dir, data, acme) = fixture();
+    let body = noise(300_000, 14);
+    let path = {
+        let server = Server::start(&data, "");
+        let api = server.api();
+        let meta = api.ingest(&acme.recorder, "call", "audio/wav", &body);
+        let path = format!(
+            "/v1/recordings/{}/content",
+            meta["id"].as_str().expect("id")
+        );
+        // A player seeking: three ranges of one recording.
+        for (range, start, end) in [
+            ("bytes=0-65535", 0, 65_536),
+            ("bytes=100000-165535", 100_000, 165_536),
+            ("bytes=250000-", 250_000, 300_000),
+        ] {
+            let response = api.get_range(&acme.player, &path, range);
+            assert_eq!(response.status().as_u16(), 206);
+            assert_eq!(response.bytes().expect("body"), body[start..end]);
+        }
+        assert_eq!(metric(&api, "tapeseal_unwraps_total"), 1.0);
+        assert_eq!(metric(&api, "tapeseal_playback_dek_cache_hits_total"), 2.0);
+        assert_eq!(metric(&api, "tapeseal_playback_cached_deks"), 1.0);
+
+        // Another caller's playback does not use this one's DEK.
+        let other = expect_json(
+            api.post_json(&acme.admin, "/v1/tokens", &json!({"role": "player"})),
+            201,
+        );
+        let other = other["token"].as_str().expect("token");
+        let response = api.get_range(other, &path, "bytes=0-99");
+        assert_eq!(response.bytes().expect("body"), body[..100]);
+        assert_eq!(metric(&api, "tapeseal_unwraps_total"), 2.0);
+
+        // Every decrypt is in the audit log, cached DEK or not.
+        let decrypts = audit_actions(&api, &acme.admin)
+            .iter()
+            .filter(|a| *a == "recording.decrypt")
+            .count();
+        assert_eq!(decrypts, 4);
+        assert!(metric(&api, "tapeseal_audit_commits_total") >= 1.0);
+        path
+    };
+
+    // With the cache off, each request unwraps.
+    let server = Server::start(&data, "[playback]\ndek_cache_secs = 0\n");
+    let api = server.api();
+    for _ in 0..2 {
+        let response = api.get_range(&acme.player, &path, "bytes=0-99");
+        assert_eq!(response.bytes().expect("body"), body[..100]);
+    }
+    assert_eq!(metric(&api, "tapeseal_unwraps_total"), 2.0);
+    assert_eq!(metric(&api, "tapeseal_playback_dek_cache_hits_total"), 0.0);
 }

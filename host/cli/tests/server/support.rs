@@ -319,6 +319,19 @@ pub(crate) fn expect_json(response: Response, status: u16) -> Value {
     serde_json::from_str(&text).expect("JSON body")
 }
 
+/// One unlabelled value (or one with the labels in `name`) of the server's metrics.
+pub(crate) fn metric(api: &Api, name: &str) -> f64 {
+    let metrics = reqwest::blocking::get(api.url("/metrics"))
+        .expect("GET /metrics")
+        .text()
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| unreachable!("{name} missing from:\n{metrics}"))
+}
+
 /// The actions of an organisation's audit log, oldest first (up to 500).
 pub(crate) fn audit_actions(api: &Api, admin: &str) -> Vec<String> {
     expect_json(api.get(admin, "/v1/audit?limit=500"), 200)

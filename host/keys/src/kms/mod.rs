@@ -28,7 +28,7 @@ use crate::service::{CurrentKek, KeyServiceError, StanzaRef, UnwrapContext};
 pub mod client;
 
 pub use crate::cache::CachePolicy;
-use crate::cache::KeyCache;
+use crate::cache::{KekCache, KeyCache, forget_keks, kek_key};
 use client::Connection;
 
 /// The sealing domain of organisations' AWS secret access keys under the master key.
@@ -113,7 +113,7 @@ pub struct KmsKeys {
     config: Arc<KmsConfig>,
     connections: Arc<Mutex<HashMap<String, (i64, Connection)>>>,
     server_credentials: Arc<tokio::sync::OnceCell<SharedCredentialsProvider>>,
-    cache: Arc<KeyCache>,
+    cache: Arc<KekCache>,
     stats: Arc<KmsStats>,
 }
 
@@ -380,7 +380,7 @@ impl KmsKeys {
                 CatalogueError::Invalid(why) => KeyServiceError::Conflict(why.to_string()),
                 other => internal(other),
             })?;
-        self.cache.forget(org_id, None);
+        forget_keks(&self.cache, org_id, None);
         if !rekeyed.is_empty() {
             tracing::info!(
                 org_id,
@@ -483,7 +483,7 @@ impl KmsKeys {
         record: &KekRecord,
         stanza: &StanzaRef<'_>,
     ) -> Result<Dek, KeyServiceError> {
-        let pair = match self.cache.get(context.org_id, &record.id) {
+        let pair = match self.cache.get(&kek_key(context.org_id, &record.id)) {
             Some(pair) => {
                 self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                 pair
@@ -492,7 +492,8 @@ impl KmsKeys {
                 let (connection, _) = self.connection(context.org_id).await?;
                 let pair = Arc::new(open(&connection, record).await?);
                 self.stats.decrypts.fetch_add(1, Ordering::Relaxed);
-                self.cache.insert(context.org_id, &record.id, pair.clone());
+                self.cache
+                    .insert(kek_key(context.org_id, &record.id), pair.clone());
                 pair
             }
         };
@@ -511,7 +512,7 @@ impl KmsKeys {
 
     /// Forgets a deleted KEK's cached private key.
     pub(crate) fn forget(&self, org_id: &str, kek_id: &str) {
-        self.cache.forget(org_id, Some(kek_id));
+        forget_keks(&self.cache, org_id, Some(kek_id));
     }
 }
 

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Catalogue, Result, Role};
+use super::{Catalogue, Result, Role, committer};
 use crate::schedule::Period;
 use crate::time::now_ms;
 
@@ -343,21 +343,50 @@ pub(super) fn append(
     actor: &str,
     event: &AuditEvent<'_>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
-         VALUES (?1, ?2, (SELECT COALESCE(MAX(org_seq), 0) + 1 FROM audit_log WHERE org_id = ?2),
-                 ?3, ?4, ?5, ?6, ?7)",
-        params![
-            now_ms(),
-            org_id,
-            actor,
-            event.action(),
-            event.recording_id(),
-            event.kek_id(),
-            event.detail()
-        ],
-    )?;
-    Ok(())
+    Row::new(org_id, actor, event).insert(conn)
+}
+
+/// An entry as it is written, owned, so that it can wait for a group commit.
+pub(super) struct Row {
+    at: i64,
+    org_id: String,
+    actor: String,
+    action: &'static str,
+    recording_id: Option<String>,
+    kek_id: Option<String>,
+    detail: String,
+}
+
+impl Row {
+    pub(super) fn new(org_id: &str, actor: &str, event: &AuditEvent<'_>) -> Self {
+        Self {
+            at: now_ms(),
+            org_id: org_id.to_string(),
+            actor: actor.to_string(),
+            action: event.action(),
+            recording_id: event.recording_id().map(str::to_string),
+            kek_id: event.kek_id().map(str::to_string),
+            detail: event.detail(),
+        }
+    }
+
+    pub(super) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(org_seq), 0) + 1 FROM audit_log WHERE org_id = ?2),
+                     ?3, ?4, ?5, ?6, ?7)",
+            params![
+                self.at,
+                self.org_id,
+                self.actor,
+                self.action,
+                self.recording_id,
+                self.kek_id,
+                self.detail
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 /// One audit log entry.
@@ -403,12 +432,29 @@ pub struct AuditFilter {
 }
 
 impl Catalogue {
-    /// Appends to the audit log.
+    /// Appends to the audit log, returning once the entry is durable. Entries from
+    /// concurrent callers share one commit (see [`Catalogue::audit_async`]).
     pub fn audit(&self, org_id: &str, actor: &str, event: &AuditEvent<'_>) -> Result<()> {
-        crate::blocking(|| {
-            append(&self.conn(), org_id, actor, event)?;
-            Ok(())
-        })
+        let answer = self.committer.submit(org_id, actor, event);
+        crate::blocking(|| futures::executor::block_on(committer::durable(answer)))
+    }
+
+    /// Queues an entry for the audit log at once; the future resolves once it is
+    /// durable, in a commit it shares with every entry queued meanwhile (one fsync
+    /// for them all).
+    pub fn audit_async(
+        &self,
+        org_id: &str,
+        actor: &str,
+        event: &AuditEvent<'_>,
+    ) -> impl Future<Output = Result<()>> + Send + use<> {
+        committer::durable(self.committer.submit(org_id, actor, event))
+    }
+
+    /// How many group commits of audit entries have been made since the catalogue
+    /// was opened (with the entries recorded, the average batch size).
+    pub fn audit_commits(&self) -> u64 {
+        self.committer.commits()
     }
 
     /// The organisation's audit entries that match `filter`, oldest first.

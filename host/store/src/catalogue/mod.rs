@@ -3,12 +3,13 @@
 //! stored, only their SHA-256.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 mod audit;
+mod committer;
 mod exports;
 mod jobs;
 mod keks;
@@ -67,6 +68,10 @@ pub enum CatalogueError {
     /// The random source failed.
     #[error(transparent)]
     Random(#[from] crate::ids::RandomUnavailable),
+    /// An audit entry could not be made durable, so the action it records must not
+    /// go ahead.
+    #[error("the audit entry could not be recorded: {0}")]
+    AuditNotRecorded(String),
 }
 
 type Result<T, E = CatalogueError> = std::result::Result<T, E>;
@@ -163,7 +168,8 @@ pub struct Principal {
 
 /// The catalogue database.
 pub struct Catalogue {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    committer: committer::Committer,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -200,9 +206,10 @@ impl Catalogue {
                 CatalogueError::TooNew { found, known }
             }
         })?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let committer = committer::Committer::start(Arc::clone(&conn))
+            .map_err(|_| CatalogueError::Invalid("cannot start the audit writer thread"))?;
+        Ok(Self { conn, committer })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
