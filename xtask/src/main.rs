@@ -8,6 +8,7 @@
 //! - `moto`: find or install `moto_server`, which the AWS KMS tests run against.
 
 mod ci;
+mod compare;
 mod demo;
 mod loopback;
 mod moto;
@@ -26,7 +27,10 @@ commands:
   bench              run the criterion benchmarks of the core, the wasmtime engine, the
                      key unwrap, a DEK unwrapped through the reference LKM and
                      the server over loopback HTTP,
-                     then the npm package's seal/open throughput in Node and Chromium
+                     then the npm package's seal/open throughput in Node and Chromium;
+                     --compare: one table of open times on the same machine (native
+                     core, wasmtime guest, the tapeseal CLI, age -d, gpg --decrypt,
+                     openssl speed) in target/compare/compare.md
   demo [--check]     run the recording server and the reference LKM on 127.0.0.1 with
                      two demo organisations (managed keys, LKM) and sample
                      recordings (data in target/demo/); --check stops after
@@ -38,6 +42,22 @@ commands:
                      tests in headless Chromium (screenshots in target/www-e2e)
   moto               find moto_server (for the AWS KMS tests) or install it into
                      target/tools/moto with pip, and print its path";
+
+/// The benchmarks' build: the packages with benchmarks, built together so that they
+/// share one set of features.
+const BENCH: [&str; 11] = [
+    "bench",
+    "-p",
+    "tapeseal-core",
+    "-p",
+    "tapeseal-engine",
+    "-p",
+    "tapeseal-keys",
+    "-p",
+    "tapeseal-lkm",
+    "-p",
+    "tapeseal",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,28 +71,12 @@ fn main() -> ExitCode {
         ["ci"] => ci::run(&root),
         ["vectors"] => vectors::run(&root, false),
         ["vectors", "--check"] => vectors::run(&root, true),
+        ["bench", "--compare"] => compare::run(&root, &BENCH),
         ["bench", rest @ ..] => moto::ensure(&root)
             .and_then(|moto| {
                 ci::cargo_env(
                     &root,
-                    &[
-                        &[
-                            "bench",
-                            "-p",
-                            "tapeseal-core",
-                            "-p",
-                            "tapeseal-engine",
-                            "-p",
-                            "tapeseal-keys",
-                            "-p",
-                            "tapeseal-lkm",
-                            "-p",
-                            "tapeseal",
-                            "--",
-                        ][..],
-                        rest,
-                    ]
-                    .concat(),
+                    &[&BENCH[..], &["--"], rest].concat(),
                     &[("TAPESEAL_MOTO_SERVER", &moto.to_string_lossy())],
                 )
             })

@@ -135,7 +135,7 @@ fn media_kinds() -> impl clap::builder::TypedValueParser<Value = MediaKind> {
 
 /// The guest, compiled (or loaded from the cache) with the default limits.
 pub(crate) fn runtime() -> Outcome<Runtime> {
-    Runtime::new(Limits::default()).map_err(Failure::from)
+    Runtime::one_shot(Limits::default()).map_err(Failure::from)
 }
 
 pub(crate) fn keygen(dir: &Path, id: Option<String>, bits: usize) -> Outcome {

@@ -267,17 +267,30 @@ impl Runtime {
         Self::with_cache_dir(limits, cache_dir())
     }
 
+    /// Like [`Runtime::new`] for a process that runs a few operations and exits
+    /// (the CLI): instances are allocated on demand instead of from a pool of 256
+    /// set up in advance, which a one-shot process would pay for at start-up.
+    pub fn one_shot(limits: Limits) -> Result<Self> {
+        Self::build(limits, cache_dir(), false)
+    }
+
     /// Like [`Runtime::new`] with an explicit cache directory, or none.
     pub fn with_cache_dir(limits: Limits, cache: Option<PathBuf>) -> Result<Self> {
+        Self::build(limits, cache, true)
+    }
+
+    fn build(limits: Limits, cache: Option<PathBuf>, pooled: bool) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256)
-            .total_core_instances(512)
-            .total_memories(256)
-            .total_tables(256)
-            .max_memory_size(limits.memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if pooled {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(256)
+                .total_core_instances(512)
+                .total_memories(256)
+                .total_tables(256)
+                .max_memory_size(limits.memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         if let Some(dir) = cache {
             private_cache_dir(&dir)?;
             let mut cache = CacheConfig::new();
