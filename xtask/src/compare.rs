@@ -8,7 +8,9 @@
 //! - the `tapeseal open` CLI as a whole process, on 60 MB, 200 MB (with its peak
 //!   memory) and 1 KB;
 //! - `age -d` and `gpg --decrypt` (Debian's packages) on the same plaintexts;
-//! - `openssl speed -evp aes-256-gcm`, the machine's raw AES-GCM speed.
+//! - `openssl speed -evp aes-256-gcm`, the machine's raw AES-GCM speed;
+//! - playback starts a second on the server under `wrk` (`benches/playback.rs` of
+//!   the `tapeseal` package).
 //!
 //! Whole processes are run several times; the table shows the median.
 
@@ -40,11 +42,9 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
     fs::create_dir_all(&dir)?;
     // The release build of everything the benchmarks use, the CLI among them.
     crate::ci::cargo_env(root, &[bench_args, &["--no-run"]].concat(), &[])?;
-    crate::ci::cargo_env(
-        root,
-        &[bench_args, &["--bench", "host", "--", "60MB_streaming"]].concat(),
-        &[],
-    )?;
+    // Every benchmark binary, with a filter only the engine's matches: a
+    // `--bench` selection would build with other features and rebuild.
+    crate::ci::cargo_env(root, &[bench_args, &["--", "60MB_streaming"]].concat(), &[])?;
     let mut rows = criterion_rows(root)?;
 
     let cli = root.join("target/release/tapeseal");
@@ -103,6 +103,7 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
                 "--yes",
                 "--trust-model",
                 "always",
+                "--no-auto-key-locate",
                 "--compress-algo",
                 "none",
                 "-r",
@@ -163,7 +164,28 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
         }
     }
     rows.push(openssl_row(&dir)?);
-    let table = render(&rows);
+    let mut table = render(&rows);
+    // Playback starts a second against the server, under wrk.
+    let playback = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(bench_args)
+        .args(["--", "playback"])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !playback.status.success() {
+        return Err("the playback benchmark failed".into());
+    }
+    // Only what the playback benchmark printed, not the other targets' test
+    // harness lines.
+    let printed = String::from_utf8_lossy(&playback.stdout);
+    let report: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("== playback"))
+        .take_while(|l| !l.starts_with("running "))
+        .collect();
+    table.push_str("\n```\n");
+    table.push_str(report.join("\n").trim());
+    table.push_str("\n```\n");
     println!("\n{table}");
     fs::write(dir.join("compare.md"), &table)?;
     println!("(written to {})", dir.join("compare.md").display());
@@ -180,6 +202,7 @@ fn install_tools(root: &Path) -> Res<()> {
         ("gpg", "gnupg"),
         ("openssl", "openssl"),
         ("/usr/bin/time", "time"),
+        ("wrk", "wrk"),
     ]
     .into_iter()
     .filter(|(bin, _)| {
@@ -222,7 +245,8 @@ fn gpg_home(dir: &Path) -> Res<PathBuf> {
             "",
             "--quick-generate-key",
             "bench@tapeseal.invalid",
-            "rsa3072",
+            // GnuPG 2.2's default: RSA-3072 with an RSA-3072 encryption subkey.
+            "default",
             "default",
             "never",
         ],

@@ -15,6 +15,13 @@ pub(crate) struct Server {
     pub(crate) dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,153 @@
+//! Playback starts a second: the real `tapeseal serve` (bench profile) on a loopback
+//! port, loaded by `wrk` (Debian's package) with authenticated
+//! `Range: bytes=0-65535` requests, each on a recording the load has not asked for
+//! before (so every request unwraps a DEK with the KEK, opens the first chunk in the
+//! guest and makes its audit entry durable), then the same on one recording (a
+//! player seeking: the playback's DEK is reused).
+//!
+//! `cargo bench -p tapeseal --bench playback` (part of `cargo xtask bench
+//! --compare`). Prints requests a second and the latency percentiles wrk reports.
+//! `TAPESEAL_BENCH_RECORDINGS` sets how many recordings are ingested (default 12000:
+//! more than the load gets through, so none is asked for twice).
+
+mod common;
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+const CONNECTIONS: &str = "16";
+const SECONDS: &str = "10s";
+const RECORDING_BYTES: usize = 96 << 10;
+
+fn main() {
+    // Like criterion: `--list` lists nothing here, and a filter that is not part of
+    // "playback" skips it (so `cargo bench -- 60MB` does not run it).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if args.iter().any(|a| a == "--list")
+        || filters.iter().any(|f| !"playback".contains(f.as_str()))
+    {
+        return;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("playback bench: wrk is not installed (apt-get install wrk); skipped");
+        return;
+    }
+    let recordings: usize = std::env::var("TAPESEAL_BENCH_RECORDINGS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12_000);
+    let (server, tokens) = common::start("[limits]\nguest_operations_per_org = 64\n");
+    let client = reqwest::blocking::Client::new();
+    let body = vec![7u8; RECORDING_BYTES];
+    // Ingested from four threads: the setting-up is not what is measured.
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..recordings / 4)
+                        .map(|_| {
+                            let created: serde_json::Value = client
+                                .post(format!("{}/v1/recordings?kind=call", server.url))
+                                .bearer_auth(&tokens.recorder)
+                                .header("Content-Type", "audio/wav")
+                                .body(body.clone())
+                                .send()
+                                .and_then(|r| r.error_for_status())
+                                .and_then(|r| r.json())
+                                .expect("ingest");
+                            created["id"].as_str().expect("id").to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("ingest thread"))
+            .collect()
+    });
+
+    let distinct = wrk(&server, &tokens.player, &ids, "distinct recordings");
+    let one = wrk(
+        &server,
+        &tokens.player,
+        &ids[..1],
+        "one recording (a player seeking)",
+    );
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    println!("{distinct}{one}");
+    println!(
+        "server: {} unwraps, {} playback DEK cache hits, {} audit commits for {} decrypts; peak RSS {rss_kib}",
+        value("tapeseal_unwraps_total"),
+        value("tapeseal_playback_dek_cache_hits_total"),
+        value("tapeseal_audit_commits_total"),
+        value("tapeseal_opens_total"),
+    );
+}
+
+/// Runs wrk over `ids` in turn; its summary, with the requests a second and the
+/// latency percentiles.
+fn wrk(server: &common::Server, token: &str, ids: &[String], what: &str) -> String {
+    let mut list = String::new();
+    for id in ids {
+        let _ = write!(list, "\"{id}\",");
+    }
+    // Each of wrk's two threads takes every other recording, so none is asked
+    // for twice until the list is used up.
+    let script = format!(
+        r#"local ids = {{{list}}}
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local n = 0
+request = function()
+  local id = ids[((n * 2 + tid) % #ids) + 1]
+  n = n + 1
+  return wrk.format("GET", "/v1/recordings/" .. id .. "/content",
+    {{ ["Authorization"] = "Bearer {token}", ["Range"] = "bytes=0-65535" }})
+end
+"#
+    );
+    let path = server.dir.path().join("load.lua");
+    std::fs::write(&path, script).expect("script");
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            "2",
+            "-c",
+            CONNECTIONS,
+            "-d",
+            SECONDS,
+            "--latency",
+            "-s",
+        ])
+        .arg(&path)
+        .arg(&server.url)
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    format!("== playback starts, {what}: wrk -t 2 -c {CONNECTIONS} -d {SECONDS}\n{text}\n")
+}
