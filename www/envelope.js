@@ -3,7 +3,8 @@
 // envelopes opened chunk by chunk, and how content is shown as text. Every function
 // takes the playback `play` ({pb, token, pageStats}) it works for.
 
-import { Opener, headerLength, inspect } from "./pkg/tapeseal.js";
+import { headerLength, inspect } from "./pkg/tapeseal.js";
+import { AsyncChunkOpener } from "./pkg/webcrypto.js";
 import { PageError, call, callJson, lkmUnwrap } from "./api.js";
 
 /** "audio", "text" or "other", from the media kind and content type. */
@@ -68,9 +69,12 @@ async function envelopeRange(play, start, end) {
   return bytes;
 }
 
-/** Authenticates the header with the DEK (Opener.forHeader); throws before anything plays. */
-export function openerFor(pb, header, dek, envelopeSize) {
-  const opener = Opener.forHeader(header, dek, envelopeSize);
+/**
+ * Authenticates the header with the DEK (AsyncChunkOpener.forHeader, which takes the
+ * DEK at once); rejects before anything plays.
+ */
+export async function openerFor(pb, header, dek, envelopeSize) {
+  const opener = await AsyncChunkOpener.forHeader(header, dek, envelopeSize);
   const info = inspect(header);
   const layout = opener.layout;
   const plaintextLength = layout.plaintextLength;
@@ -95,15 +99,22 @@ export async function wholeEnvelope(play) {
   return sealed;
 }
 
-/** Every chunk, each authenticated by openChunk; throws on the first that fails. */
-export function openAll(opener, sealed) {
+/** Every chunk, each authenticated by openChunk; rejects if any fails, showing nothing. */
+export async function openAll(opener, sealed) {
   const layout = opener.layout;
   try {
     const out = new Uint8Array(layout.plaintextLength);
+    const opened = [];
     for (let i = 0; i < layout.chunkCount; i++) {
       const place = layout.chunkRange(i);
-      const plain = opener.openChunk(i, sealed.subarray(place.start, place.end));
-      out.set(plain, i * layout.chunkSize);
+      const at = i * layout.chunkSize;
+      opened.push(opener.openChunk(i, sealed.subarray(place.start, place.end)).then((plain) => out.set(plain, at)));
+    }
+    const settled = await Promise.allSettled(opened);
+    const failure = settled.find((r) => r.status === "rejected");
+    if (failure) {
+      out.fill(0);
+      throw failure.reason;
     }
     return out;
   } finally {

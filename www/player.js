@@ -4,7 +4,8 @@
 // never sees it); in server mode through the server's decrypting content URL. Audio is
 // played through the service worker (sw.js), which fetches and opens only the sealed
 // chunks each Range request needs; text is fetched whole and opened here. Nothing is
-// played or shown unless wasm authenticated it.
+// played or shown unless it authenticated: wasm checks the header and every chunk's
+// place, crypto.subtle each chunk's tag (the package's AsyncChunkOpener).
 
 import init, { headerLength } from "./pkg/tapeseal.js";
 import { asText, headerAndDek, kindOf, openAll, openerFor, wholeEnvelope } from "./envelope.js";
@@ -215,7 +216,7 @@ async function playAudio(play) {
     ui.status.textContent = "Asking the key manager for the recording's key…";
     [header, dek] = await headerAndDek(play);
     try {
-      openerFor(pb, header, dek, pb.envelope_size).free();
+      (await openerFor(pb, header, dek, pb.envelope_size)).free();
     } catch (err) {
       dek.fill(0);
       throw err;
@@ -269,12 +270,12 @@ async function showText(play) {
     let opener;
     try {
       const length = headerLength(sealed.subarray(0, 14));
-      opener = openerFor(pb, sealed.subarray(0, length), dek, sealed.length);
+      opener = await openerFor(pb, sealed.subarray(0, length), dek, sealed.length);
     } finally {
       dek.fill(0);
     }
     try {
-      plaintext = openAll(opener, sealed);
+      plaintext = await openAll(opener, sealed);
     } finally {
       opener.free();
     }

@@ -2,11 +2,14 @@
 // header and DEK, or the server's content URL, and the bearer token); it then answers
 // the <audio> element's requests for `play/<session id>` itself. Each Range request
 // becomes one Range request for exactly the sealed chunks that cover it, which are
-// opened in wasm; only bytes that `openChunk` authenticated are ever answered.
+// opened by an AsyncChunkOpener (wasm checks everything, crypto.subtle runs the
+// AES-GCM under a non-extractable key); only bytes that `openChunk` authenticated are
+// ever answered.
 //
 // A module service worker may not use top-level await: wasm is initialised lazily.
 
-import init, { Opener } from "./pkg/tapeseal.js";
+import init from "./pkg/tapeseal.js";
+import { AsyncChunkOpener } from "./pkg/webcrypto.js";
 import { serverError } from "./api.js";
 
 /** Plaintext bytes answered for an open-ended range (`bytes=a-`): the element asks again. */
@@ -95,8 +98,8 @@ async function install(s) {
   if (s.mode === "lkm") {
     await wasm();
     try {
-      // Throws DECRYPT_FAILED for a wrong DEK or an altered header.
-      session.opener = Opener.forHeader(s.header, s.dek, s.envelopeSize);
+      // Rejects with DECRYPT_FAILED for a wrong DEK or an altered header.
+      session.opener = await AsyncChunkOpener.forHeader(s.header, s.dek, s.envelopeSize);
     } finally {
       s.dek?.fill(0);
     }
@@ -249,17 +252,28 @@ async function readPlain(session, start, end) {
   const span = layout.byteRange(start, end + 1);
   const sealed = await fetchRange(session, session.envelopeUrl, span.start, span.end - 1, "envelope");
   const chunkSize = layout.chunkSize;
-  const out = new Uint8Array(end - start + 1);
+  const opener = session.opener;
+  const opened = [];
   for (let i = span.firstChunk; i <= span.lastChunk; i++) {
     const place = layout.chunkRange(i);
-    const plain = session.opener.openChunk(i, sealed.subarray(place.start - span.start, place.end - span.start));
-    const chunkStart = i * chunkSize;
+    opened.push(opener.openChunk(i, sealed.subarray(place.start - span.start, place.end - span.start)));
+  }
+  // Every chunk must authenticate before any byte is answered.
+  const settled = await Promise.allSettled(opened);
+  sealed.fill(0);
+  const failure = settled.find((r) => r.status === "rejected");
+  if (failure) {
+    for (const r of settled) r.value?.fill(0);
+    throw failure.reason;
+  }
+  const out = new Uint8Array(end - start + 1);
+  settled.forEach(({ value: plain }, k) => {
+    const chunkStart = (span.firstChunk + k) * chunkSize;
     const from = Math.max(start, chunkStart);
     const to = Math.min(end + 1, chunkStart + plain.length);
     if (to > from) out.set(plain.subarray(from - chunkStart, to - chunkStart), from - start);
     plain.fill(0);
-  }
-  sealed.fill(0);
+  });
   return out;
 }
 

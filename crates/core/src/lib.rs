@@ -8,7 +8,10 @@
 //!
 //! The core never holds a private KEK and performs no I/O: randomness comes from the
 //! caller, bytes go in and out as slices and vectors. It builds for
-//! `wasm32-unknown-unknown` and `wasm32-wasip2` with no platform crate.
+//! `wasm32-unknown-unknown` and `wasm32-wasip2` with no platform crate. The chunk
+//! AES-256-GCM can run elsewhere: through the [`aead::ChunkAead`] seam (a host's
+//! hardware AES), or behind an asynchronous API such as WebCrypto with the
+//! [`detached`] API, where the core still makes every check and names every nonce.
 //!
 //! Every failure is an [`Error`]; [`Error::code`] gives its stable [`ErrorCode`], from
 //! the one list of codes that every face of tapeseal (the WIT component, the npm
@@ -37,6 +40,7 @@ extern crate alloc;
 
 pub mod aead;
 mod dek;
+pub mod detached;
 mod error;
 pub mod header;
 mod inspect;
@@ -49,6 +53,7 @@ mod seal;
 mod wire;
 
 pub use dek::{DEK_LEN, Dek};
+pub use detached::{ChunkParams, Framer, SealedChunk, VerifiedHeader};
 pub use error::{Error, ErrorCode, PerCode, Result};
 pub use header::{Header, MediaKind, Stanza};
 pub use inspect::{Inspection, inspect};

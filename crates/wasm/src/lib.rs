@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod convert;
+mod detached;
 mod error;
 
 use js_sys::Uint8Array;
@@ -15,6 +16,8 @@ use serde::Serialize;
 use tapeseal_core::{Dek, ErrorCode, Header, Layout as CoreLayout};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
+
+pub use crate::detached::{DetachedChunks, DetachedStream, webcrypto_error};
 
 use crate::convert::{dek_from_js, header_to_js, inspection_to_js, seal_setup, to_js, to_u64};
 use crate::error::{from_core, js_code, js_error};
@@ -261,7 +264,7 @@ impl Sealer {
     }
 }
 
-fn finished() -> JsValue {
+pub(crate) fn finished() -> JsValue {
     js_error(ErrorCode::InvalidState, "this object has already finished")
 }
 
@@ -280,14 +283,46 @@ pub struct Opener {
 #[derive(Debug)]
 enum OpenerMode {
     Stream(tapeseal_core::Opener),
-    Chunks(Box<ChunkAccess>),
+    Chunks(Box<Chunks<tapeseal_core::Decryptor>>),
     Finished,
 }
 
+/// Random access to the chunks of one envelope: what opens them (`T`: the core's
+/// `Decryptor`, or a `VerifiedHeader` for the WebCrypto path) and where they sit.
 #[derive(Debug)]
-struct ChunkAccess {
-    decryptor: tapeseal_core::Decryptor,
-    layout: CoreLayout,
+pub(crate) struct Chunks<T> {
+    pub(crate) opener: T,
+    pub(crate) layout: CoreLayout,
+}
+
+impl<T> Chunks<T> {
+    /// What `forHeader` checks, in this order: the DEK, the header, the envelope
+    /// length, then the DEK against the header (`verify`).
+    pub(crate) fn for_header(
+        header: &[u8],
+        dek: &JsValue,
+        envelope_length: f64,
+        verify: impl FnOnce(Header, &Dek) -> tapeseal_core::Result<T>,
+    ) -> Result<Self, JsValue> {
+        let dek = dek_from_js(dek)?;
+        let header = Header::parse(header).map_err(from_core)?;
+        let layout = CoreLayout::new(&header, to_u64(envelope_length, "envelopeLength")?)
+            .map_err(from_core)?;
+        let opener = verify(header, &dek).map_err(from_core)?;
+        Ok(Self { opener, layout })
+    }
+
+    /// A chunk index from JavaScript: a whole number below the chunk count.
+    pub(crate) fn index(&self, index: f64) -> Result<u64, JsValue> {
+        let index = to_u64(index, "index")?;
+        if index >= self.layout.chunk_count() {
+            return Err(js_error(
+                ErrorCode::OutOfRange,
+                "chunk index past the last chunk",
+            ));
+        }
+        Ok(index)
+    }
 }
 
 #[wasm_bindgen]
@@ -311,13 +346,10 @@ impl Opener {
         #[wasm_bindgen(unchecked_param_type = "DekInput")] dek: JsValue,
         #[wasm_bindgen(js_name = envelopeLength)] envelope_length: f64,
     ) -> Result<Opener, JsValue> {
-        let dek = dek_from_js(&dek)?;
-        let header = Header::parse(header).map_err(from_core)?;
-        let layout = CoreLayout::new(&header, to_u64(envelope_length, "envelopeLength")?)
-            .map_err(from_core)?;
-        let decryptor = tapeseal_core::Decryptor::new(header, &dek).map_err(from_core)?;
+        let chunks =
+            Chunks::for_header(header, &dek, envelope_length, tapeseal_core::Decryptor::new)?;
         Ok(Opener {
-            mode: OpenerMode::Chunks(Box::new(ChunkAccess { decryptor, layout })),
+            mode: OpenerMode::Chunks(Box::new(chunks)),
         })
     }
 
@@ -357,17 +389,11 @@ impl Opener {
     #[wasm_bindgen(js_name = openChunk)]
     pub fn open_chunk(&self, index: f64, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
         match &self.mode {
-            OpenerMode::Chunks(access) => {
-                let ChunkAccess { decryptor, layout } = access.as_ref();
-                let index = to_u64(index, "index")?;
-                if index >= layout.chunk_count() {
-                    return Err(js_error(
-                        ErrorCode::OutOfRange,
-                        "chunk index past the last chunk",
-                    ));
-                }
-                decryptor
-                    .open_chunk(index, chunk, layout.is_last(index))
+            OpenerMode::Chunks(chunks) => {
+                let index = chunks.index(index)?;
+                chunks
+                    .opener
+                    .open_chunk(index, chunk, chunks.layout.is_last(index))
                     .map_err(from_core)
             }
             _ => Err(wrong_mode("openChunk")),
@@ -378,8 +404,8 @@ impl Opener {
     #[wasm_bindgen(getter)]
     pub fn layout(&self) -> Result<Layout, JsValue> {
         match &self.mode {
-            OpenerMode::Chunks(access) => Ok(Layout {
-                inner: access.layout,
+            OpenerMode::Chunks(chunks) => Ok(Layout {
+                inner: chunks.layout,
             }),
             _ => Err(wrong_mode("layout")),
         }
@@ -400,7 +426,7 @@ fn wrong_mode(method: &str) -> JsValue {
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct Layout {
-    inner: CoreLayout,
+    pub(crate) inner: CoreLayout,
 }
 
 #[derive(Serialize)]

@@ -4,21 +4,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use js_sys::{Reflect, Uint8Array};
+use js_sys::Reflect;
 use serde_json::Value;
 use tapeseal_wasm::{Layout, Opener, inspect, open};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-include!(concat!(env!("OUT_DIR"), "/vectors.rs"));
+mod common;
+
+use common::{VECTORS, dek_js, open_streaming};
 
 fn b64(v: &Value) -> Vec<u8> {
     B64.decode(v.as_str().expect("base64 field"))
         .expect("base64")
-}
-
-fn dek_js(bytes: &[u8]) -> JsValue {
-    Uint8Array::from(bytes).into()
 }
 
 fn code(error: &JsValue) -> String {
@@ -41,16 +39,6 @@ fn category(result: &Result<Vec<u8>, JsValue>) -> String {
             other => format!("unexpected code {other}"),
         },
     }
-}
-
-fn open_streaming(envelope: &[u8], dek: &[u8], step: usize) -> Result<Vec<u8>, JsValue> {
-    let mut opener = Opener::new(dek_js(dek))?;
-    let mut out = Vec::new();
-    for piece in envelope.chunks(step) {
-        out.extend(opener.push(piece)?);
-    }
-    out.extend(opener.finish()?);
-    Ok(out)
 }
 
 fn open_by_chunks(envelope: &[u8], dek: &[u8]) -> Result<Vec<u8>, JsValue> {

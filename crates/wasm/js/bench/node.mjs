@@ -6,6 +6,6 @@ import { join, resolve } from "node:path";
 import { measure } from "./measure.js";
 
 const [pkg, kekPath] = process.argv.slice(2);
-const api = createRequire(import.meta.url)(join(resolve(pkg), "node/tapeseal.js"));
+const api = createRequire(import.meta.url)(join(resolve(pkg), "node/index.cjs"));
 console.log(`Node ${process.version}, 60 MB payload, 64 KiB chunks, median of 5`);
 await measure(api, readFileSync(kekPath, "utf8"), (line) => console.log(`  node ${line}`));

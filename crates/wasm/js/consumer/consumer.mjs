@@ -1,6 +1,7 @@
-// What a Node user writes: seal with a KEK, open with the DEK, decrypt a shared vector.
+// What a Node user writes: seal with a KEK, open with the DEK (also through
+// WebCrypto), decrypt a shared vector.
 import { readFileSync } from "node:fs";
-import { generateDek, seal, open, inspect } from "tapeseal";
+import { generateDek, seal, open, openAsync, inspect } from "tapeseal";
 
 const [kekPem, vectorPath] = process.argv.slice(2);
 const kek = readFileSync(kekPem, "utf8");
@@ -17,6 +18,8 @@ const envelope = seal(recording, kek, {
 });
 const text = new TextDecoder().decode(open(envelope, dek));
 if (text !== "Agent: thank you for calling.") throw new Error(`round trip gave ${text}`);
+const viaWebCrypto = new TextDecoder().decode(await openAsync(envelope, dek));
+if (viaWebCrypto !== text) throw new Error(`openAsync gave ${viaWebCrypto}`);
 
 const vector = JSON.parse(readFileSync(vectorPath, "utf8"));
 const plain = open(Buffer.from(vector.envelope, "base64"), vector.dek);

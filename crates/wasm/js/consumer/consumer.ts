@@ -1,6 +1,7 @@
 // Type-checked (never run): the declarations shipped in the package describe the API.
 import {
   generateDek, seal, open, inspect, headerLength, Sealer, Opener, Layout, errorCodes,
+  openAsync, AsyncOpener, AsyncChunkOpener,
   type Inspection, type SealOptions, type ByteRange, type TapesealError, type TapesealErrorCode,
 } from "tapeseal";
 
@@ -32,6 +33,23 @@ function codeOf(err: unknown): TapesealErrorCode | undefined {
   return err instanceof Error && err.name === "TapesealError" ? (err as TapesealError).code : undefined;
 }
 void [kek, len, out, chunk, code, codes, codeOf, sealer.finish()];
+
+async function viaWebCrypto(): Promise<Uint8Array[]> {
+  const whole: Uint8Array = await openAsync(envelope, dek);
+  const stream = new AsyncOpener("base64 DEK from an LKM");
+  const first: Uint8Array = await stream.push(envelope);
+  const last: Uint8Array = await stream.finish();
+  stream.free();
+  const chunks: AsyncChunkOpener = await AsyncChunkOpener.forHeader(envelope, dek, envelope.length);
+  const layout: Layout = chunks.layout;
+  const one: Uint8Array = await chunks.openChunk(0, envelope.subarray(layout.chunkRange(0).start, layout.chunkRange(0).end));
+  chunks[Symbol.dispose]();
+  return [whole, first, last, one];
+}
+void viaWebCrypto;
+
+// @ts-expect-error an AsyncChunkOpener comes from forHeader only
+new AsyncChunkOpener();
 
 // @ts-expect-error the old spelling is not a code any more
 const old: TapesealErrorCode = "INVALID_OPTIONS";

@@ -1,1 +1,2 @@
 export * from "./tapeseal.js";
+export * from "./webcrypto.js";
