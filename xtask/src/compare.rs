@@ -4,7 +4,10 @@
 //! `target/compare/compare.md`).
 //!
 //! - the native core and the wasmtime guest (criterion, 60 MB streamed in 1 MiB
-//!   pieces; the guest uses the host's AES-256-GCM through the chunk-aead import);
+//!   pieces), the guest both with the host's AES-256-GCM (the chunk-aead import)
+//!   and with its own software AES-GCM (a `soft-aead` build of the guest);
+//! - the npm package in Node and in headless Chromium, pure wasm and WebCrypto
+//!   (`crates/wasm/js/bench`, 60 MB in 64 KiB chunks);
 //! - the `tapeseal open` CLI as a whole process, on 60 MB, 200 MB (with its peak
 //!   memory) and 1 KB;
 //! - `age -d` and `gpg --decrypt` (Debian's packages) on the same plaintexts;
@@ -44,8 +47,14 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
     crate::ci::cargo_env(root, &[bench_args, &["--no-run"]].concat(), &[])?;
     // Every benchmark binary, with a filter only the engine's matches: a
     // `--bench` selection would build with other features and rebuild.
-    crate::ci::cargo_env(root, &[bench_args, &["--", "60MB_streaming"]].concat(), &[])?;
+    let soft_guest = build_soft_guest(root)?;
+    crate::ci::cargo_env(
+        root,
+        &[bench_args, &["--", "60MB_streaming"]].concat(),
+        &[("TAPESEAL_SOFT_GUEST", &path(&soft_guest))],
+    )?;
     let mut rows = criterion_rows(root)?;
+    rows.extend(npm_rows(&crate::npm::bench_lines(root)?)?);
 
     let cli = root.join("target/release/tapeseal");
     let keys = root.join("tests/vectors/keys");
@@ -181,7 +190,11 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
     let report: Vec<&str> = printed
         .lines()
         .skip_while(|l| !l.starts_with("== playback"))
-        .take_while(|l| !l.starts_with("running "))
+        .scan(false, |ended, l| {
+            let keep = !*ended;
+            *ended = l.starts_with("server:");
+            keep.then_some(l)
+        })
         .collect();
     table.push_str("\n```\n");
     table.push_str(report.join("\n").trim());
@@ -300,15 +313,88 @@ fn time_command(dir: &Path, command: &[String], out: &Path, size: u64) -> Res<(f
     Ok((times[RUNS / 2], peak))
 }
 
-/// Criterion's median for the native core and the wasmtime guest (host AEAD).
+/// The guest with the `soft-aead` feature: the core's software AES-GCM compiled
+/// to wasm instead of the host's chunk-aead import, for the rows that show what the
+/// import is worth. Its own target directory, as the engine's build script uses.
+fn build_soft_guest(root: &Path) -> Res<PathBuf> {
+    let target = root.join("target/guest-soft-aead");
+    crate::ci::cargo(
+        root,
+        &[
+            "build",
+            "--package",
+            "tapeseal-guest",
+            "--features",
+            "soft-aead",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "--locked",
+            "--target-dir",
+            &path(&target),
+        ],
+    )?;
+    Ok(target.join("wasm32-wasip2/release/tapeseal_guest.wasm"))
+}
+
+/// The npm package's rows from what its benchmark printed
+/// (`  node open (one-shot, pure wasm): 512 ms, 117 MB/s`).
+fn npm_rows(lines: &[String]) -> Res<Vec<Row>> {
+    let mut rows = Vec::new();
+    for line in lines {
+        let line = line.trim();
+        let Some((runtime, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let runtime = match runtime {
+            "node" => "Node",
+            "chromium" => "Chromium",
+            _ => continue,
+        };
+        let Some((name, figures)) = rest.rsplit_once(": ") else {
+            continue;
+        };
+        let ms: f64 = figures
+            .split(" ms")
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("cannot read the npm benchmark's line: {line}"))?;
+        let op = if name.starts_with("seal") {
+            "seal"
+        } else {
+            "open"
+        };
+        rows.push(Row {
+            what: format!("{op}: npm package in {runtime}, {name}"),
+            bytes: 60 * MB,
+            seconds: ms / 1000.0,
+            note: "in process, median of 5, 64 KiB chunks".into(),
+        });
+    }
+    if rows.is_empty() {
+        return Err("the npm benchmark printed no figures".into());
+    }
+    Ok(rows)
+}
+
+/// Criterion's median for the native core and the wasmtime guest, with the host's
+/// AES-GCM and with the guest's own.
 fn criterion_rows(root: &Path) -> Res<Vec<Row>> {
     let group = root.join("target/criterion/60MB_streaming_1MiB_pieces");
     let mut rows = Vec::new();
     for (id, what) in [
         ("open_native", "open: native core (RustCrypto AES-GCM)"),
         ("open_wasmtime", "open: wasmtime guest, host AES-GCM"),
+        (
+            "open_wasmtime_soft_aes",
+            "open: wasmtime guest, AES-GCM in wasm (soft-aead build)",
+        ),
         ("seal_native", "seal: native core (RustCrypto AES-GCM)"),
         ("seal_wasmtime", "seal: wasmtime guest, host AES-GCM"),
+        (
+            "seal_wasmtime_soft_aes",
+            "seal: wasmtime guest, AES-GCM in wasm (soft-aead build)",
+        ),
     ] {
         let estimates = group.join(id).join("new/estimates.json");
         let text =

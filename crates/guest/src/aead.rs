@@ -7,7 +7,17 @@ use tapeseal_core::aead::{AeadError, ChunkAead, NONCE_LEN, TAG_LEN};
 
 use crate::bindings::tapeseal::core::chunk_aead::ChunkKey;
 
+/// The chunk AEAD this build uses: the host's, unless the `soft-aead` feature
+/// asks for the core's software AES-GCM compiled into the guest. That build exists
+/// for `cargo xtask bench --compare`, which measures what the import is worth; the
+/// host still links only guests it can give the import to.
+#[cfg(not(feature = "soft-aead"))]
+pub(crate) type Aead = HostAead;
+#[cfg(feature = "soft-aead")]
+pub(crate) type Aead = tapeseal_core::aead::SoftAes256Gcm;
+
 /// A payload key held by the host.
+#[cfg_attr(feature = "soft-aead", allow(dead_code))]
 pub(crate) struct HostAead(ChunkKey);
 
 impl ChunkAead for HostAead {

@@ -23,7 +23,7 @@ use crate::bindings::exports::tapeseal::core::envelope::{
     Opener, Recipient, RewrapMode, SealParams, Sealer,
 };
 
-use crate::aead::HostAead;
+use crate::aead::Aead;
 use crate::convert::{byte_range, dek, error, from_core, inspection, params, recipients};
 
 /// The ABI glue wit-bindgen generates; it is the only unsafe code in this crate.
@@ -86,13 +86,13 @@ impl Guest for Component {
         let dek = dek(dek_bytes)?;
         let params = params(seal_params)?;
         let recipients = recipients(to)?;
-        tapeseal_core::seal_with::<HostAead, _>(&mut rng()?, &dek, &params, &recipients, &plaintext)
+        tapeseal_core::seal_with::<Aead, _>(&mut rng()?, &dek, &params, &recipients, &plaintext)
             .map_err(from_core)
     }
 
     fn open(envelope: Vec<u8>, dek_bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
         let dek = dek(dek_bytes)?;
-        tapeseal_core::open_with::<HostAead>(&envelope, &dek).map_err(from_core)
+        tapeseal_core::open_with::<Aead>(&envelope, &dek).map_err(from_core)
     }
 
     fn rewrap_header(
@@ -115,7 +115,7 @@ impl Guest for Component {
 
 struct SealerImpl {
     header: Vec<u8>,
-    inner: RefCell<Option<tapeseal_core::Sealer<HostAead>>>,
+    inner: RefCell<Option<tapeseal_core::Sealer<Aead>>>,
 }
 
 impl GuestSealer for SealerImpl {
@@ -127,7 +127,7 @@ impl GuestSealer for SealerImpl {
         let dek = dek(dek_bytes)?;
         let params = params(seal_params)?;
         let recipients = recipients(to)?;
-        let inner = tapeseal_core::Sealer::<HostAead>::new(&mut rng()?, &dek, &params, &recipients)
+        let inner = tapeseal_core::Sealer::<Aead>::new(&mut rng()?, &dek, &params, &recipients)
             .map_err(from_core)?;
         Ok(Sealer::new(SealerImpl {
             header: inner.header().as_bytes().to_vec(),
@@ -155,13 +155,13 @@ impl GuestSealer for SealerImpl {
     }
 }
 
-struct OpenerImpl(RefCell<Option<tapeseal_core::Opener<HostAead>>>);
+struct OpenerImpl(RefCell<Option<tapeseal_core::Opener<Aead>>>);
 
 impl GuestOpener for OpenerImpl {
     fn create(dek_bytes: Vec<u8>) -> Result<Opener, Error> {
         let dek = dek(dek_bytes)?;
         Ok(Opener::new(OpenerImpl(RefCell::new(Some(
-            tapeseal_core::Opener::<HostAead>::new(&dek),
+            tapeseal_core::Opener::<Aead>::new(&dek),
         )))))
     }
 
@@ -182,7 +182,7 @@ impl GuestOpener for OpenerImpl {
 }
 
 struct ChunkOpenerImpl {
-    decryptor: tapeseal_core::Decryptor<HostAead>,
+    decryptor: tapeseal_core::Decryptor<Aead>,
     layout: Layout,
 }
 
@@ -195,8 +195,7 @@ impl GuestChunkOpener for ChunkOpenerImpl {
         let dek = dek(dek_bytes)?;
         let header = Header::parse(&header).map_err(from_core)?;
         let layout = Layout::new(&header, envelope_len).map_err(from_core)?;
-        let decryptor =
-            tapeseal_core::Decryptor::<HostAead>::new(header, &dek).map_err(from_core)?;
+        let decryptor = tapeseal_core::Decryptor::<Aead>::new(header, &dek).map_err(from_core)?;
         Ok(ChunkOpener::new(ChunkOpenerImpl { decryptor, layout }))
     }
 

@@ -21,8 +21,16 @@ fn payload() -> (Vec<u8>, Dek) {
     (plain, Dek::generate(&mut rng))
 }
 
+/// The guest built with the `soft-aead` feature (software AES-GCM in wasm), which
+/// `cargo xtask bench --compare` builds and names in this variable.
+const SOFT_GUEST: &str = "TAPESEAL_SOFT_GUEST";
+
 fn throughput(c: &mut Criterion) {
     let runtime = Runtime::new(Limits::default()).expect("runtime");
+    let soft = std::env::var_os(SOFT_GUEST).map(|path| {
+        let wasm = std::fs::read(&path).expect("the soft-aead guest");
+        Runtime::with_component(Limits::default(), &wasm).expect("soft-aead runtime")
+    });
     let (plain, dek) = payload();
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let core_params = tapeseal_core::SealParams::new("org", "rec", CoreKind::Call, "audio/wav", 0);
@@ -66,16 +74,18 @@ fn throughput(c: &mut Criterion) {
             n + out.len()
         })
     });
-    group.bench_function("seal/wasmtime", |b| {
-        b.iter(|| {
-            let mut sealer = runtime.sealer(&dek, &params, &recipients).expect("sealer");
-            let mut n = 0;
-            for piece in plain.chunks(PIECE) {
-                n += sealer.push(piece).expect("push").len();
-            }
-            n + sealer.finish().expect("finish").len()
-        })
-    });
+    let guest_seal = |runtime: &Runtime| {
+        let mut sealer = runtime.sealer(&dek, &params, &recipients).expect("sealer");
+        let mut n = 0;
+        for piece in plain.chunks(PIECE) {
+            n += sealer.push(piece).expect("push").len();
+        }
+        n + sealer.finish().expect("finish").len()
+    };
+    group.bench_function("seal/wasmtime", |b| b.iter(|| guest_seal(&runtime)));
+    if let Some(soft) = &soft {
+        group.bench_function("seal/wasmtime_soft_aes", |b| b.iter(|| guest_seal(soft)));
+    }
     group.bench_function("open/native", |b| {
         b.iter(|| {
             let mut opener: Opener = Opener::new(&dek);
@@ -91,16 +101,18 @@ fn throughput(c: &mut Criterion) {
             n + out.len()
         })
     });
-    group.bench_function("open/wasmtime", |b| {
-        b.iter(|| {
-            let mut opener = runtime.opener(&dek).expect("opener");
-            let mut n = 0;
-            for piece in envelope.chunks(PIECE) {
-                n += opener.push(piece).expect("push").len();
-            }
-            n + opener.finish().expect("finish").len()
-        })
-    });
+    let guest_open = |runtime: &Runtime| {
+        let mut opener = runtime.opener(&dek).expect("opener");
+        let mut n = 0;
+        for piece in envelope.chunks(PIECE) {
+            n += opener.push(piece).expect("push").len();
+        }
+        n + opener.finish().expect("finish").len()
+    };
+    group.bench_function("open/wasmtime", |b| b.iter(|| guest_open(&runtime)));
+    if let Some(soft) = &soft {
+        group.bench_function("open/wasmtime_soft_aes", |b| b.iter(|| guest_open(soft)));
+    }
     group.finish();
 }
 
