@@ -82,6 +82,12 @@ pub(crate) struct OpenArgs {
     /// Where to write the recording (written only when every chunk verified).
     #[arg(long = "out")]
     output: PathBuf,
+    /// Flush the recording to disk (fsync the file and its directory) before
+    /// exiting. Off by default: the output can be made again from the envelope,
+    /// and the flush costs about as long as the decryption. `seal` and `rewrap`
+    /// always flush, since their output may become the only copy.
+    #[arg(long)]
+    sync: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,9 +248,24 @@ impl Transform for SkipPrefix {
     }
 }
 
+/// Whether [`stream_to`] makes its output durable before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// fsync the file and its directory.
+    Sync,
+    /// Leave the writing-back to the kernel.
+    Lazy,
+}
+
 /// Writes `prefix`, then streams `input` through `transform`, into a temporary file
 /// beside `output`, and moves it into place only if everything succeeded.
-fn stream_to(input: &Path, output: &Path, mut transform: impl Transform, prefix: &[u8]) -> Outcome {
+fn stream_to(
+    input: &Path,
+    output: &Path,
+    mut transform: impl Transform,
+    prefix: &[u8],
+    flush: Flush,
+) -> Outcome {
     let mut source = File::open(input).map_err(|e| Failure::io("cannot open", input, e))?;
     let total = source.metadata().map(|m| m.len()).unwrap_or(0);
     let dir = output
@@ -275,8 +296,11 @@ fn stream_to(input: &Path, output: &Path, mut transform: impl Transform, prefix:
     }
     let last = transform.finish()?;
     write(&mut temp, &last)?;
-    tapeseal_store::durable::persist_synced(temp, output)
-        .map_err(|e| Failure::io("cannot move the result to", output, e))?;
+    match flush {
+        Flush::Sync => tapeseal_store::durable::persist_synced(temp, output),
+        Flush::Lazy => temp.persist(output).map(drop).map_err(|e| e.error),
+    }
+    .map_err(|e| Failure::io("cannot move the result to", output, e))?;
     progress.finish_and_clear();
     Ok(())
 }
@@ -317,7 +341,7 @@ pub(crate) fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
     };
     let dek = runtime.generate_dek()?;
     let sealer = runtime.sealer(&dek, &params, &[recipient])?;
-    stream_to(&args.input, &args.output, sealer, &[])?;
+    stream_to(&args.input, &args.output, sealer, &[], Flush::Sync)?;
     let size = fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "sealed {} -> {} ({size} bytes)",
@@ -402,7 +426,8 @@ pub(crate) fn open(runtime: &Runtime, args: &OpenArgs) -> Outcome {
             ));
         }
     };
-    stream_to(&args.input, &args.output, runtime.opener(&dek)?, &[])?;
+    let flush = if args.sync { Flush::Sync } else { Flush::Lazy };
+    stream_to(&args.input, &args.output, runtime.opener(&dek)?, &[], flush)?;
     eprintln!(
         "opened {} -> {}",
         args.input.display(),
@@ -425,7 +450,7 @@ pub(crate) fn rewrap(runtime: &Runtime, args: &RewrapArgs) -> Outcome {
     let new_header = runtime.rewrap_header(&header, &dek, &[to], mode)?;
     // The payload is copied byte for byte: skip the old header, prepend the new one.
     let copy = SkipPrefix { skip: header.len() };
-    stream_to(&args.input, &args.output, copy, &new_header)?;
+    stream_to(&args.input, &args.output, copy, &new_header, Flush::Sync)?;
     eprintln!(
         "rewrapped {} -> {}",
         args.input.display(),

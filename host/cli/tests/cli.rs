@@ -136,9 +136,12 @@ fn keygen_seal_inspect_open_rewrap_round_trip() {
     assert_eq!(json["plaintextLength"], 300_000);
     assert_eq!(json["stanzas"][0]["kekId"], "kek-old");
 
+    // Flushed to disk before exit with --sync; the later opens leave it to the
+    // kernel.
     let opened = d.join("opened.wav");
     ok(&[
         "open",
+        "--sync",
         "--key",
         p(&old_private),
         "--in",
