@@ -2,13 +2,15 @@
 //! only crate that names wasmtime.
 //!
 //! All wasmtime glue lives here, because wasmtime's API moves every month: the
-//! component is compiled once per process (and cached on disk), pre-instantiated, and
+//! component is compiled once (and kept on disk, `compiled.rs`), pre-instantiated, and
 //! instantiated per operation or per stream in a store with a memory cap and a fuel
 //! budget. The guest is granted randomness and the host's chunk AEAD (hardware
 //! AES-256-GCM, [`HostAes256Gcm`]) and nothing else: its WASI context has no
 //! preopened directories, no network, no environment, no arguments and no stdio.
 
-#![forbid(unsafe_code)]
+// The one exception, in compiled.rs: mapping the compiled guest from the private
+// cache directory is `unsafe` in wasmtime's API.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
@@ -16,8 +18,8 @@ use std::path::PathBuf;
 use tapeseal_core::Dek;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
@@ -37,6 +39,7 @@ mod bindings {
 }
 
 mod aead;
+mod compiled;
 mod convert;
 mod streams;
 
@@ -271,15 +274,28 @@ impl Runtime {
     /// (the CLI): instances are allocated on demand instead of from a pool of 256
     /// set up in advance, which a one-shot process would pay for at start-up.
     pub fn one_shot(limits: Limits) -> Result<Self> {
-        Self::build(limits, cache_dir(), false)
+        Self::build(limits, cache_dir(), false, GUEST_COMPONENT)
     }
 
     /// Like [`Runtime::new`] with an explicit cache directory, or none.
     pub fn with_cache_dir(limits: Limits, cache: Option<PathBuf>) -> Result<Self> {
-        Self::build(limits, cache, true)
+        Self::build(limits, cache, true, GUEST_COMPONENT)
     }
 
-    fn build(limits: Limits, cache: Option<PathBuf>, pooled: bool) -> Result<Self> {
+    /// Like [`Runtime::new`] with another build of `tapeseal-guest` than the
+    /// embedded one, such as its `soft-aead` build, which the comparison benchmark
+    /// runs to measure what the host's chunk AEAD is worth. The component must
+    /// link against the same world; anything else is refused here.
+    pub fn with_component(limits: Limits, component: &[u8]) -> Result<Self> {
+        Self::build(limits, cache_dir(), true, component)
+    }
+
+    fn build(
+        limits: Limits,
+        cache: Option<PathBuf>,
+        pooled: bool,
+        component: &[u8],
+    ) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
         if pooled {
@@ -291,17 +307,14 @@ impl Runtime {
                 .max_memory_size(limits.memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        if let Some(dir) = cache {
-            private_cache_dir(&dir)?;
-            let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
-            // A cache that cannot start only costs compile time.
-            if let Ok(cache) = Cache::new(cache) {
-                config.cache(Some(cache));
-            }
-        }
         let engine = Engine::new(&config).map_err(runtime_error)?;
-        let component = Component::new(&engine, GUEST_COMPONENT).map_err(runtime_error)?;
+        let component = match cache {
+            Some(dir) => {
+                private_cache_dir(&dir)?;
+                compiled::load(&engine, &dir, component)?
+            }
+            None => Component::new(&engine, component).map_err(runtime_error)?,
+        };
         let pre = link(&engine, &component, true)?;
         Ok(Self {
             engine,

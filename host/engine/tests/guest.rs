@@ -416,3 +416,45 @@ fn the_compiled_guest_cache_is_private_and_refused_when_others_can_write_it() {
         "{refused}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_compiled_guest_is_kept_mapped_again_and_replaced_when_damaged() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compiled = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    };
+    // The loaded guest runs: it makes a DEK and refuses what is not a header.
+    let works = |runtime: &Runtime| {
+        runtime.generate_dek().expect("dek");
+        assert!(runtime.header_length(&[0u8; 4]).is_err());
+    };
+    // The first runtime compiles and keeps the result, owner-only.
+    works(&Runtime::with_cache_dir(Limits::default(), Some(dir.path().into())).expect("runtime"));
+    let files = compiled();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    let meta = std::fs::metadata(file).expect("meta");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // The next maps the same file: not written again.
+    works(&Runtime::with_cache_dir(Limits::default(), Some(dir.path().into())).expect("runtime"));
+    let again = std::fs::metadata(file).expect("meta");
+    assert_eq!(
+        (again.ino(), again.mtime_nsec()),
+        (meta.ino(), meta.mtime_nsec())
+    );
+
+    // A damaged file is refused, compiled again and replaced.
+    std::fs::write(file, b"not a compiled guest").expect("damage");
+    works(&Runtime::with_cache_dir(Limits::default(), Some(dir.path().into())).expect("runtime"));
+    assert_eq!(compiled(), files);
+    let replaced = std::fs::read(file).expect("read");
+    assert!(replaced.len() > 1000 && !replaced.starts_with(b"not a"));
+}
