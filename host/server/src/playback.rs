@@ -14,7 +14,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use tapeseal_core::Dek;
-use tapeseal_engine::{HeaderInfo, Inspection};
+use tapeseal_engine::{ChunkOpener, HeaderInfo, Inspection};
 use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::{AuditEvent, RecordingRecord, Role};
 use tapeseal_store::repo::{Pinned, ReadError};
@@ -22,6 +22,7 @@ use tapeseal_store::repo::{Pinned, ReadError};
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
 use super::keys::unwrap_dek;
+use super::limits::Permit;
 use super::range::{ranged_response, requested};
 use super::recordings::lookup;
 use super::{AppState, Shared};
@@ -81,6 +82,9 @@ pub(crate) struct Decrypting {
     last: u64,
     range: Range<u64>,
     chunk_size: u64,
+    /// A guest stream already open on this header and DEK, and the place it holds:
+    /// the first batch uses them instead of instantiating the guest again.
+    ready: Option<(ChunkOpener, Permit)>,
 }
 
 impl Decrypting {
@@ -107,7 +111,15 @@ impl Decrypting {
             last: *chunks.end(),
             range,
             chunk_size,
+            ready: None,
         }
+    }
+
+    /// Lets the first batch use `opener`, made by the caller on the same header and
+    /// DEK under `permit`.
+    pub(crate) fn starting_with(mut self, opener: ChunkOpener, permit: Permit) -> Self {
+        self.ready = Some((opener, permit));
+        self
     }
 
     /// The next batch of plaintext (each chunk authenticated before any of its bytes
@@ -117,14 +129,20 @@ impl Decrypting {
         if self.next > self.last {
             return Ok(None);
         }
-        let _permit = if first {
-            self.state.limits.admit(&self.org_id).await
-        } else {
-            self.state.limits.wait_for(&self.org_id).await
-        }
-        .map_err(BatchError::Busy)?;
-        let runtime = &self.state.runtime;
-        let mut opener = runtime.chunk_opener(&self.header, &self.dek, self.pinned.size())?;
+        let (mut opener, _permit) = match self.ready.take() {
+            Some(ready) => ready,
+            None => {
+                let permit = if first {
+                    self.state.limits.admit(&self.org_id).await
+                } else {
+                    self.state.limits.wait_for(&self.org_id).await
+                }
+                .map_err(BatchError::Busy)?;
+                let runtime = &self.state.runtime;
+                let opener = runtime.chunk_opener(&self.header, &self.dek, self.pinned.size())?;
+                (opener, permit)
+            }
+        };
         // The envelope ranges of the chunks this batch reads, asked of the guest once.
         let mut chunks = vec![opener.chunk_range(self.next)?];
         let start = chunks[0].start;
@@ -280,8 +298,6 @@ pub async fn content(
         let br = opener.byte_range(wanted.start, wanted.end)?;
         br.first_chunk..=br.last_chunk
     };
-    drop(opener);
-    drop(permit);
     let mut reader = Decrypting::new(
         Arc::clone(&state),
         auth.org(),
@@ -291,7 +307,8 @@ pub async fn content(
         chunks,
         wanted.clone(),
         u64::from(info.header.chunk_size),
-    );
+    )
+    .starting_with(opener, permit);
     // The first batch is opened before the response starts, so a damaged recording
     // or a wrong key gives a clean error instead of a cut-off body.
     let first = match reader.next_batch(true).await {

@@ -287,6 +287,7 @@ async fn seal_upload(
     };
     let limit = state.config.max_upload_bytes;
     let mut received: u64 = 0;
+    let mut pending = Vec::with_capacity(PUSH_BYTES);
     let mut stream = body.into_data_stream();
     let idle = std::time::Duration::from_secs(state.config.limits.body_idle_timeout_secs);
     loop {
@@ -309,19 +310,31 @@ async fn seal_upload(
                 format!("uploads are limited to {limit} bytes"),
             ));
         }
-        let sealed = sealer.push(&bytes)?;
-        if !sealed.is_empty() {
-            writer
-                .put(Bytes::from(sealed))
-                .await
-                .map_err(|e| ApiError::internal(&e))?;
+        // HTTP frames are small; the guest is called once per PUSH_BYTES.
+        pending.extend_from_slice(&bytes);
+        if pending.len() >= PUSH_BYTES {
+            let sealed = sealer.push(&pending)?;
+            pending.clear();
+            put(writer, sealed).await?;
         }
     }
-    writer
-        .put(Bytes::from(sealer.finish()?))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut sealed = sealer.push(&pending)?;
+    sealed.extend_from_slice(&sealer.finish()?);
+    put(writer, sealed).await?;
     Ok(received)
+}
+
+/// How much of an upload is gathered before the guest seals it.
+const PUSH_BYTES: usize = 1 << 20;
+
+async fn put(writer: &mut ObjectWriter, sealed: Vec<u8>) -> ApiResult<()> {
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    writer
+        .put(Bytes::from(sealed))
+        .await
+        .map_err(|e| ApiError::internal(&e))
 }
 
 pub(super) fn lookup(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RecordingRecord> {

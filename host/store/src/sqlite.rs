@@ -28,12 +28,24 @@ pub enum OpenError {
 /// Opens (creating if needed) the database at `path` and applies the pending
 /// `migrations`, `(version, SQL)` in ascending order.
 pub fn open(path: &Path, migrations: &[(u32, &str)]) -> Result<Connection, OpenError> {
+    let mut conn = connect(path)?;
+    migrate(&mut conn, migrations)?;
+    Ok(conn)
+}
+
+/// Another connection to a database [`open`] has opened, with the same settings:
+/// for a writer of its own beside the first, whose readers it never blocks (WAL).
+///
+/// Every connection's transactions take the write lock when they begin
+/// (`BEGIN IMMEDIATE`), so two writers queue for it under the busy timeout instead
+/// of one failing at once when its read snapshot goes stale.
+pub fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    migrate(&mut conn, migrations)?;
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     Ok(conn)
 }
 

@@ -47,13 +47,13 @@ impl Drop for Committer {
 
 impl Committer {
     /// Starts the writer thread; it ends when the committer is dropped.
-    pub(super) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Self> {
+    pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
         let (mailbox, queue) = channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("audit-commit".into())
-            .spawn(move || write(&conn, &queue, &counter))?;
+            .spawn(move || write(conn, &queue, &counter))?;
         Ok(Self {
             mailbox: Mutex::new(Some(mailbox)),
             commits,
@@ -103,7 +103,7 @@ pub(super) async fn durable(answer: oneshot::Receiver<Result<(), String>>) -> Re
     }
 }
 
-fn write(conn: &Mutex<Connection>, queue: &Receiver<Pending>, commits: &AtomicU64) {
+fn write(mut conn: Connection, queue: &Receiver<Pending>, commits: &AtomicU64) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -112,7 +112,7 @@ fn write(conn: &Mutex<Connection>, queue: &Receiver<Pending>, commits: &AtomicU6
                 Err(_) => break,
             }
         }
-        let result = commit(conn, &batch).map_err(|e| e.to_string());
+        let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
         commits.fetch_add(1, Ordering::Relaxed);
         for pending in batch {
             let _ = pending.done.send(result.clone());
@@ -120,9 +120,8 @@ fn write(conn: &Mutex<Connection>, queue: &Receiver<Pending>, commits: &AtomicU6
     }
 }
 
-fn commit(conn: &Mutex<Connection>, batch: &[Pending]) -> rusqlite::Result<()> {
-    let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-    let tx = conn.unchecked_transaction()?;
+fn commit(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
     for pending in batch {
         pending.row.insert(&tx)?;
     }

@@ -3,7 +3,7 @@
 //! stored, only their SHA-256.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use zeroize::Zeroizing;
@@ -168,7 +168,7 @@ pub struct Principal {
 
 /// The catalogue database.
 pub struct Catalogue {
-    conn: Arc<Mutex<Connection>>,
+    conn: Mutex<Connection>,
     committer: committer::Committer,
 }
 
@@ -206,8 +206,11 @@ impl Catalogue {
                 CatalogueError::TooNew { found, known }
             }
         })?;
-        let conn = Arc::new(Mutex::new(conn));
-        let committer = committer::Committer::start(Arc::clone(&conn))
+        // The audit writer has a connection of its own: while its commit waits
+        // for the disk, requests keep reading through this one.
+        let writer = crate::sqlite::connect(path)?;
+        let conn = Mutex::new(conn);
+        let committer = committer::Committer::start(writer)
             .map_err(|_| CatalogueError::Invalid("cannot start the audit writer thread"))?;
         Ok(Self { conn, committer })
     }
