@@ -12,6 +12,8 @@
 //!   memory) and 1 KB;
 //! - `age -d` and `gpg --decrypt` (Debian's packages) on the same plaintexts;
 //! - `openssl speed -evp aes-256-gcm`, the machine's raw AES-GCM speed;
+//! - ingest of a 16 MiB recording into the server over loopback HTTP
+//!   (`benches/server.rs` of the `tapeseal` package);
 //! - playback starts a second on the server under `wrk` (`benches/playback.rs` of
 //!   the `tapeseal` package).
 //!
@@ -28,8 +30,10 @@ use rand_core::{Rng, SeedableRng};
 use crate::ci::{Res, run_in};
 
 const MB: u64 = 1_000_000;
-/// Times each whole-process command runs; the median is reported.
+/// Times each whole-process command runs on large files; the median is reported.
 const RUNS: usize = 5;
+/// The same on 1 KB, where a run takes milliseconds and varies more.
+const RUNS_SMALL: usize = 21;
 
 /// One line of the table.
 struct Row {
@@ -50,13 +54,26 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
     let soft_guest = build_soft_guest(root)?;
     crate::ci::cargo_env(
         root,
-        &[bench_args, &["--", "60MB_streaming"]].concat(),
+        &[bench_args, &["--", "60MB_streaming|server/ingest 16 MiB"]].concat(),
         &[("TAPESEAL_SOFT_GUEST", &path(&soft_guest))],
     )?;
     let mut rows = criterion_rows(root)?;
+    rows.push(ingest_row(root)?);
     rows.extend(npm_rows(&crate::npm::bench_lines(root)?)?);
 
-    let cli = root.join("target/release/tapeseal");
+    // The CLI as `cargo build --release` makes it: the bench profile's build with
+    // its debug info (which only the profiler reads) stripped, the same code.
+    let cli = dir.join("tapeseal");
+    run_in(
+        root,
+        "objcopy",
+        &[
+            "--strip-debug",
+            &path(&root.join("target/release/tapeseal")),
+            &path(&cli),
+        ],
+        &[],
+    )?;
     let keys = root.join("tests/vectors/keys");
     let age_key = dir.join("age.key");
     if !age_key.exists() {
@@ -160,13 +177,14 @@ pub(crate) fn run(root: &Path, bench_args: &[&str]) -> Res<()> {
             ("age -d", age_open),
             ("gpg --decrypt", gpg_open),
         ] {
-            let (seconds, peak_kib) = time_command(&dir, &command, &out, size)?;
+            let runs = if size < MB { RUNS_SMALL } else { RUNS };
+            let (seconds, peak_kib) = time_command(&dir, &command, &out, size, runs)?;
             rows.push(Row {
                 what: format!("{tool}, {label}"),
                 bytes: size,
                 seconds,
                 note: format!(
-                    "whole process, median of {RUNS}; peak RSS {} MiB",
+                    "whole process, median of {runs}; peak RSS {} MiB",
                     peak_kib / 1024
                 ),
             });
@@ -216,6 +234,7 @@ fn install_tools(root: &Path) -> Res<()> {
         ("openssl", "openssl"),
         ("/usr/bin/time", "time"),
         ("wrk", "wrk"),
+        ("objcopy", "binutils"),
     ]
     .into_iter()
     .filter(|(bin, _)| {
@@ -276,12 +295,18 @@ fn write_random(file: &Path, size: u64) -> Res<()> {
     Ok(())
 }
 
-/// Runs `command` [`RUNS`] times under GNU time; the median wall time and the
+/// Runs `command` `runs` times under GNU time; the median wall time and the
 /// largest peak RSS (KiB). Checks the output has the plaintext's size.
-fn time_command(dir: &Path, command: &[String], out: &Path, size: u64) -> Res<(f64, u64)> {
-    let mut times = Vec::with_capacity(RUNS);
+fn time_command(
+    dir: &Path,
+    command: &[String],
+    out: &Path,
+    size: u64,
+    runs: usize,
+) -> Res<(f64, u64)> {
+    let mut times = Vec::with_capacity(runs);
     let mut peak = 0;
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         let _ = fs::remove_file(out);
         let report = dir.join("time.txt");
         let started = Instant::now();
@@ -310,7 +335,7 @@ fn time_command(dir: &Path, command: &[String], out: &Path, size: u64) -> Res<(f
         times.push(elapsed);
     }
     times.sort_by(f64::total_cmp);
-    Ok((times[RUNS / 2], peak))
+    Ok((times[runs / 2], peak))
 }
 
 /// The guest with the `soft-aead` feature: the core's software AES-GCM compiled
@@ -377,6 +402,28 @@ fn npm_rows(lines: &[String]) -> Res<Vec<Row>> {
     Ok(rows)
 }
 
+/// Ingest of a 16 MiB recording over loopback HTTP into the real server
+/// (`benches/server.rs`): upload, seal in the guest, fsync, catalogue row.
+fn ingest_row(root: &Path) -> Res<Row> {
+    Ok(Row {
+        what: "ingest: tapeseal serve, POST over loopback HTTP".into(),
+        bytes: 16 << 20,
+        seconds: criterion_median(&root.join("target/criterion/server/ingest 16 MiB"))?,
+        note: "whole request, criterion median; sealed, fsynced and catalogued".into(),
+    })
+}
+
+fn criterion_median(bench: &Path) -> Res<f64> {
+    let estimates = bench.join("new/estimates.json");
+    let text =
+        fs::read_to_string(&estimates).map_err(|e| format!("{}: {e}", estimates.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    let nanos = json["median"]["point_estimate"]
+        .as_f64()
+        .ok_or("no median in criterion's estimates")?;
+    Ok(nanos / 1e9)
+}
+
 /// Criterion's median for the native core and the wasmtime guest, with the host's
 /// AES-GCM and with the guest's own.
 fn criterion_rows(root: &Path) -> Res<Vec<Row>> {
@@ -396,17 +443,10 @@ fn criterion_rows(root: &Path) -> Res<Vec<Row>> {
             "seal: wasmtime guest, AES-GCM in wasm (soft-aead build)",
         ),
     ] {
-        let estimates = group.join(id).join("new/estimates.json");
-        let text =
-            fs::read_to_string(&estimates).map_err(|e| format!("{}: {e}", estimates.display()))?;
-        let json: serde_json::Value = serde_json::from_str(&text)?;
-        let nanos = json["median"]["point_estimate"]
-            .as_f64()
-            .ok_or("no median in criterion's estimates")?;
         rows.push(Row {
             what: what.into(),
             bytes: 60 * MB,
-            seconds: nanos / 1e9,
+            seconds: criterion_median(&group.join(id))?,
             note: "in process, criterion median, 1 MiB pieces".into(),
         });
     }
@@ -462,8 +502,10 @@ fn render(rows: &[Row]) -> String {
         let ratio = reference(rows, row).map_or("-".to_string(), |r| {
             format!("{:.2}", r.seconds / row.seconds)
         });
-        let size = if row.bytes >= MB {
+        let size = if row.bytes % MB == 0 {
             format!("{} MB", row.bytes / MB)
+        } else if row.bytes >= MB {
+            format!("{:.1} MB", row.bytes as f64 / MB as f64)
         } else {
             format!("{} B", row.bytes)
         };

@@ -458,3 +458,50 @@ fn the_compiled_guest_is_kept_mapped_again_and_replaced_when_damaged() {
     let replaced = std::fs::read(file).expect("read");
     assert!(replaced.len() > 1000 && !replaced.starts_with(b"not a"));
 }
+
+/// Fuel per input byte that streaming honest input uses, at the largest over
+/// chunk sizes from the smallest the format allows to the largest the CLI uses.
+fn honest_fuel_per_byte() -> f64 {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let mut plain = vec![0u8; 4 << 20];
+    rng.fill_bytes(&mut plain);
+    let dek = runtime().generate_dek().expect("dek");
+    let recipient = Recipient {
+        kek_id: "kek-a".into(),
+        public_key: kek_pem("kek-a"),
+        algorithm: WrapAlgorithm::RsaOaepSha256,
+    };
+    let mut most: f64 = 0.0;
+    for chunk_size in [4096, 65_536, 1 << 20] {
+        let params = SealParams {
+            chunk_size,
+            ..params(MediaKind::Call)
+        };
+        let mut sealer = runtime()
+            .sealer(&dek, &params, std::slice::from_ref(&recipient))
+            .expect("sealer");
+        let mut envelope = Vec::new();
+        for piece in plain.chunks(1 << 20) {
+            envelope.extend(sealer.push(piece).expect("push"));
+            most = most.max(sealer.last_fuel_used(piece.len()) as f64 / piece.len() as f64);
+        }
+        envelope.extend(sealer.finish().expect("finish"));
+        let mut opener = runtime().opener(&dek).expect("opener");
+        for piece in envelope.chunks(1 << 20) {
+            opener.push(piece).expect("push");
+            most = most.max(opener.last_fuel_used(piece.len()) as f64 / piece.len() as f64);
+        }
+    }
+    most
+}
+
+#[test]
+fn the_default_fuel_budget_is_about_ten_times_what_honest_streams_use() {
+    let used = honest_fuel_per_byte();
+    let budget = Limits::default().fuel_per_byte as f64;
+    assert!(
+        (5.0..=50.0).contains(&(budget / used)),
+        "honest streams use {used:.1} fuel a byte; the default budget is {budget} ({:.0}x)",
+        budget / used
+    );
+}

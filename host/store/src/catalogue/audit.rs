@@ -371,11 +371,12 @@ impl Row {
     }
 
     pub(super) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
              VALUES (?1, ?2, (SELECT COALESCE(MAX(org_seq), 0) + 1 FROM audit_log WHERE org_id = ?2),
                      ?3, ?4, ?5, ?6, ?7)",
-            params![
+        )?
+        .execute(params![
                 self.at,
                 self.org_id,
                 self.actor,
@@ -383,8 +384,7 @@ impl Row {
                 self.recording_id,
                 self.kek_id,
                 self.detail
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 }

@@ -168,13 +168,13 @@ impl Catalogue {
     /// One KEK of an organisation (never another organisation's).
     pub fn kek(&self, org_id: &str, kek_id: &str) -> Result<Option<KekRecord>> {
         crate::blocking(|| {
+            // Asked on every unwrap: the parsed statement is kept.
             Ok(self
                 .conn()
-                .query_row(
-                    &format!("SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 AND id = ?2"),
-                    params![org_id, kek_id],
-                    kek_row,
-                )
+                .prepare_cached(&format!(
+                    "SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row(params![org_id, kek_id], kek_row)
                 .optional()?)
         })
     }

@@ -174,13 +174,15 @@ impl Catalogue {
             if !secret.starts_with(TOKEN_PREFIX) {
                 return Ok(None);
             }
+            // Asked on every request: the parsed statement is kept.
             let found = self
                 .conn()
-                .query_row(
+                .prepare_cached(
                     "SELECT id, org_id, role FROM tokens WHERE secret_sha256 = ?1 AND revoked_at IS NULL",
-                    params![sha256(secret.as_bytes())],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)),
-                )
+                )?
+                .query_row(params![sha256(secret.as_bytes())], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                })
                 .optional()?;
             Ok(found.and_then(|(token_id, org_id, role)| {
                 Role::from_name(&role).map(|role| Principal {

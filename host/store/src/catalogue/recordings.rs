@@ -106,15 +106,13 @@ impl Catalogue {
     /// One recording of an organisation (never another organisation's).
     pub fn recording(&self, org_id: &str, recording_id: &str) -> Result<Option<RecordingRecord>> {
         crate::blocking(|| {
+            // Asked on every playback request: the parsed statement is kept.
             Ok(self
                 .conn()
-                .query_row(
-                    &format!(
-                        "SELECT {RECORDING_COLUMNS} FROM recordings WHERE org_id = ?1 AND id = ?2"
-                    ),
-                    params![org_id, recording_id],
-                    recording_row,
-                )
+                .prepare_cached(&format!(
+                    "SELECT {RECORDING_COLUMNS} FROM recordings WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row(params![org_id, recording_id], recording_row)
                 .optional()?)
         })
     }
