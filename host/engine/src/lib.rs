@@ -308,13 +308,7 @@ impl Runtime {
                 .total_core_instances(512)
                 .total_memories(256)
                 .total_tables(256)
-                .max_memory_size(limits.memory_bytes)
-                // An instance's first MiB of memory (its stack, data and the
-                // buffers of one chunk) is reset in place when it is returned to
-                // the pool instead of given back to the kernel, sparing the next
-                // instance the page faults and the process the TLB flushes.
-                .linear_memory_keep_resident(1 << 20)
-                .table_keep_resident(64 << 10);
+                .max_memory_size(limits.memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(runtime_error)?;
