@@ -52,6 +52,10 @@ pub(crate) struct SealArgs {
     /// Recording id; default: the input file's name.
     #[arg(long)]
     recording_id: Option<String>,
+    /// Give the recording a new id in the server's format (rec- and 32 hex digits),
+    /// printed on standard output: what `PUT /v1/recordings/{id}/envelope` takes.
+    #[arg(long, conflicts_with = "recording_id")]
+    new_recording_id: bool,
     /// Authenticated context entry KEY=VALUE (repeatable).
     #[arg(long = "context", value_name = "KEY=VALUE")]
     context: Vec<String>,
@@ -327,12 +331,15 @@ pub(crate) fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
             .ok_or_else(|| Failure::input(format!("--context {entry}: expected KEY=VALUE")))?;
         context.push((k.to_string(), v.to_string()));
     }
+    let recording_id = match (&args.recording_id, args.new_recording_id) {
+        (Some(id), _) => id.clone(),
+        (None, true) => tapeseal_store::ids::new_recording_id()
+            .map_err(|_| Failure::coded(ErrorCode::RandomUnavailable, "no secure random source"))?,
+        (None, false) => id_from_file(&args.input, &[]),
+    };
     let params = SealParams {
         org_id: args.org.clone(),
-        recording_id: args
-            .recording_id
-            .clone()
-            .unwrap_or_else(|| id_from_file(&args.input, &[])),
+        recording_id: recording_id.clone(),
         media_kind: args.media_kind,
         content_type: args.content_type.clone(),
         created_at_ms: u64::try_from(tapeseal_store::time::now_ms()).unwrap_or(0),
@@ -348,6 +355,9 @@ pub(crate) fn seal(runtime: &Runtime, args: &SealArgs) -> Outcome {
         args.input.display(),
         args.output.display()
     );
+    if args.new_recording_id {
+        println!("{recording_id}");
+    }
     Ok(())
 }
 

@@ -1,18 +1,18 @@
 //! Where an export writes: a directory on the server (under the configured export
-//! root) or an S3 bucket through `object_store`, with server-side encryption
-//! (SSE-S3 or SSE-KMS) on every object. Writes go through the store crate's
-//! repository writer: durable and atomic in a directory (staged, fsynced, renamed,
-//! directory fsynced), a single PUT or a multipart upload completed in one step in
-//! S3. Nothing is visible at a path until its write commits.
+//! root) or an S3 bucket through `object_store` (built by the store crate's
+//! [`tapeseal_store::s3::build`], as the S3 recording repository is), with
+//! server-side encryption (SSE-S3 or SSE-KMS) on every object. Writes go through
+//! the store crate's repository writer: durable and atomic in a directory (staged,
+//! fsynced, renamed, directory fsynced), a single PUT or a multipart upload
+//! completed in one step in S3. Nothing is visible at a path until its write
+//! commits.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use serde::{Deserialize, Serialize};
 use tapeseal_store::repo::Repository;
-use zeroize::Zeroizing;
+use tapeseal_store::s3::{self, Sse, valid_bucket, valid_region, valid_token};
 
 use crate::layout;
 
@@ -22,32 +22,7 @@ pub const SSE_S3: &str = "AES256";
 pub const SSE_KMS: &str = "aws:kms";
 
 /// A secret that prints as `[redacted]` and is wiped when dropped.
-#[derive(Clone)]
-pub struct Secret(Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self::new)
-    }
-}
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(text: String) -> Self {
-        Self(Zeroizing::new(text))
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use tapeseal_store::s3::Secret;
 
 fn default_sse() -> String {
     SSE_S3.to_string()
@@ -102,23 +77,6 @@ pub struct S3Settings {
     pub region: String,
 }
 
-fn valid_bucket(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-}
-
-fn valid_token(text: &str, max: usize) -> bool {
-    !text.is_empty()
-        && text.len() <= max
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\'))
-}
-
 impl DestinationSpec {
     /// Checks every field, the access key pair included; the message says what is
     /// wrong and what is allowed.
@@ -160,10 +118,7 @@ impl DestinationSpec {
                 }
                 layout::prefix(prefix)?;
                 if let Some(region) = region
-                    && !(valid_token(region, 64)
-                        && region
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                    && !valid_region(region)
                 {
                     return Err(format!("'{region}' is not a valid AWS region"));
                 }
@@ -245,33 +200,28 @@ impl Destination {
                 access_key_id,
                 ..
             } => {
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_region(region.as_deref().unwrap_or(&settings.region));
-                if let Some(endpoint) = &settings.endpoint_url {
-                    builder = builder
-                        .with_endpoint(endpoint)
-                        .with_allow_http(endpoint.starts_with("http://"));
-                }
-                if let Some(id) = access_key_id {
-                    let secret = secret_access_key
-                        .ok_or("the access key's secret is missing; give it again")?;
-                    builder = builder
-                        .with_access_key_id(id)
-                        .with_secret_access_key(secret.expose());
-                }
-                builder = match sse_kms_key_id {
-                    Some(key) if sse == SSE_KMS => builder.with_sse_kms_encryption(key),
-                    _ => {
-                        let key: AmazonS3ConfigKey = "aws_server_side_encryption"
-                            .parse()
-                            .map_err(|e: object_store::Error| e.to_string())?;
-                        builder.with_config(key, SSE_S3)
-                    }
+                let sse = match sse_kms_key_id {
+                    Some(key_id) if sse == SSE_KMS => Sse::Kms {
+                        key_id: key_id.clone(),
+                    },
+                    _ => Sse::S3,
                 };
-                let store = builder.build().map_err(|e| e.to_string())?;
+                if access_key_id.is_some() && secret_access_key.is_none() {
+                    return Err("the access key's secret is missing; give it again".into());
+                }
+                let bucket_settings = s3::S3Settings {
+                    bucket: bucket.clone(),
+                    // The export's own prefix is part of each path it writes.
+                    prefix: None,
+                    region: region.clone().unwrap_or_else(|| settings.region.clone()),
+                    endpoint_url: settings.endpoint_url.clone(),
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: access_key_id.as_ref().and(secret_access_key.cloned()),
+                    sse: Some(sse),
+                };
+                let repo = Repository::s3(&bucket_settings).map_err(|e| e.to_string())?;
                 Ok(Self {
-                    repo: Repository::from_store(Arc::new(store)),
+                    repo,
                     prefix: layout::prefix(prefix)?,
                     local_root: None,
                 })

@@ -24,6 +24,7 @@ use tapeseal_store::schedule::Period;
 pub fn routes() -> axum::Router<Shared> {
     axum::Router::new()
         .route("/v1/keks", get(list).post(rotate))
+        .route("/v1/keks/current", get(current))
         .route("/v1/keks/{id}", delete(remove).get(one))
         .route("/v1/rotation-schedule", get(schedule).put(set_schedule))
         .route("/v1/key-mode", put(set_mode))
@@ -119,6 +120,49 @@ pub async fn list(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<Vec
         .map(|k| view(&state, k, current.as_deref()))
         .collect::<ApiResult<_>>()?;
     Ok(Json(views))
+}
+
+/// What a recorder that seals at the edge needs of the KEK new recordings are
+/// sealed for: public parts only.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CurrentKekView {
+    /// KEK id: the `kek_id` of the envelope's key stanza.
+    pub id: String,
+    /// The organisation: the envelope's `org_id`.
+    pub org_id: String,
+    /// The RSA-OAEP padding to wrap the DEK with: `rsa-oaep-sha256` or
+    /// `rsa-oaep-sha1`.
+    pub wrap_algorithm: String,
+    /// Its public key, PEM (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
+}
+
+/// The KEK new recordings are sealed for, for recorders that seal recordings
+/// themselves (`PUT /v1/recordings/{id}/envelope`). A managed or AWS KMS
+/// organisation's first KEK is created by this call, as by a first ingest.
+#[utoipa::path(
+    get, path = "/v1/keks/current", tag = "keys",
+    responses(
+        (status = 200, description = "The current KEK", body = CurrentKekView),
+        (status = 409, description = "An LKM organisation has registered no key pair yet", body = super::error::ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn current(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<CurrentKekView>> {
+    auth.require(&[Role::Recorder, Role::Admin])?;
+    let kek = state.keys.current(auth.org(), auth.actor()).await?;
+    let der = kek
+        .public_key
+        .to_spki_der()
+        .map_err(|e| ApiError::internal(&e))?;
+    let public_key_pem =
+        tapeseal_keys::pem_encode("PUBLIC KEY", &der).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(CurrentKekView {
+        id: kek.id,
+        org_id: auth.org().to_string(),
+        wrap_algorithm: kek.algorithm.name().into(),
+        public_key_pem,
+    }))
 }
 
 /// One KEK.

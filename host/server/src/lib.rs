@@ -42,6 +42,7 @@ pub mod openapi;
 pub mod playback;
 pub mod range;
 pub mod recordings;
+pub mod sealed;
 pub mod www;
 
 pub use config::Config;
@@ -139,11 +140,23 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         config.limits.guest_operations_per_org,
         Duration::from_millis(config.limits.admission_wait_ms),
     );
-    let repo = repo::Repository::local(&config.repository_path())?;
-    let swept = repo::Repository::sweep_staging(&config.repository_path())?;
-    if swept > 0 {
-        tracing::info!(files = swept, "removed writes that a crash interrupted");
-    }
+    let repo = match config.repository.s3_settings()? {
+        // Nothing to sweep: an interrupted upload is invisible, and the bucket's
+        // lifecycle rule removes its parts (docs/SERVER.md).
+        Some(settings) => {
+            let repo = repo::Repository::s3(&settings)?;
+            tracing::info!(repository = repo.location(), "recordings are kept in S3");
+            repo
+        }
+        None => {
+            let repo = repo::Repository::local(&config.repository_path())?;
+            let swept = repo::Repository::sweep_staging(&config.repository_path())?;
+            if swept > 0 {
+                tracing::info!(files = swept, "removed writes that a crash interrupted");
+            }
+            repo
+        }
+    };
     let export_root = config.export_path();
     let swept = repo::Repository::sweep_any_staging(&export_root)
         .map_err(|e| anyhow::anyhow!("cannot clean {}: {e}", export_root.display()))?;
@@ -177,6 +190,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(recordings::routes())
+        .merge(sealed::routes())
         .merge(keys::routes())
         .merge(lkm::routes())
         .merge(kms::routes())

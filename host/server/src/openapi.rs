@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, export, grants, jobs, keys, kms, lkm, playback, recordings};
+use super::{admin, error, export, grants, jobs, keys, kms, lkm, playback, recordings, sealed};
 use tapeseal_export::DestinationSpec;
 use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org, TokenInfo};
 
@@ -15,8 +15,8 @@ use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org,
     ),
     paths(
         recordings::ingest, recordings::list, recordings::metadata, playback::content,
-        playback::envelope,
-        keys::list, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
+        playback::envelope, sealed::upload,
+        keys::list, keys::current, keys::one, keys::rotate, keys::remove, keys::schedule, keys::set_schedule,
         keys::set_mode,
         lkm::settings, lkm::configure, lkm::register, lkm::register_grant_key,
         kms::settings, kms::configure,
@@ -26,7 +26,7 @@ use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org,
         admin::list_tokens, admin::revoke_token, admin::audit,
     ),
     components(schemas(
-        recordings::RecordingView, keys::KekView, keys::ScheduleView, jobs::RewrapRequest,
+        recordings::RecordingView, keys::KekView, keys::CurrentKekView, keys::ScheduleView, jobs::RewrapRequest,
         export::ExportRequest, ExportSelection, DestinationSpec,
         keys::KeyModeRequest, keys::KeyModeView, kms::KmsRequest, kms::KmsView,
         lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair, grants::PlaybackView, grants::GrantView,

@@ -1,6 +1,7 @@
 //! Recordings in: streaming ingest, sealed in the guest as the bytes arrive and
 //! stored atomically; and the catalogue side of recordings out: listing and metadata.
-//! Content and envelopes are served by [`super::playback`].
+//! Content and envelopes are served by [`super::playback`]; envelopes sealed by the
+//! recorder itself come in through [`super::sealed`].
 
 use std::time::Instant;
 use tapeseal_keys::KeyService;
@@ -46,6 +47,9 @@ pub fn routes() -> axum::Router<Shared> {
 /// Screen recordings: protected by storage-side encryption (the server's storage
 /// key), not by the organisation's KEK.
 pub const SCREEN: &str = "screen";
+
+/// The envelope context key that carries a recording's conversation id.
+pub const CONVERSATION_ID: &str = "conversation-id";
 
 /// A recording as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -122,8 +126,14 @@ pub struct ListQuery {
 /// Non-empty text without control characters. How long it may be is the envelope
 /// format's business: the core refuses what it cannot carry (422
 /// `invalid_parameter`), so the server does not repeat its limits.
-fn valid_text(value: &str) -> bool {
+pub(super) fn valid_text(value: &str) -> bool {
     !value.is_empty() && !value.chars().any(char::is_control)
+}
+
+/// Whether `text` looks like a MIME type (`type/subtype`, no control characters).
+pub(super) fn is_mime_type(text: &str) -> bool {
+    let (kind, sub) = text.split_once('/').unwrap_or(("", ""));
+    !kind.is_empty() && !sub.is_empty() && valid_text(text)
 }
 
 fn content_type_of(headers: &HeaderMap) -> ApiResult<String> {
@@ -134,8 +144,7 @@ fn content_type_of(headers: &HeaderMap) -> ApiResult<String> {
         .to_str()
         .map_err(|_| ApiError::bad_request("Content-Type must be ASCII"))?
         .trim();
-    let (kind, sub) = text.split_once('/').unwrap_or(("", ""));
-    if kind.is_empty() || sub.is_empty() || !valid_text(text) {
+    if !is_mime_type(text) {
         return Err(ApiError::bad_request(
             "Content-Type must be a MIME type such as audio/wav",
         ));
@@ -212,7 +221,7 @@ pub async fn ingest(
     };
     let mut context = Vec::new();
     if let Some(c) = &query.conversation_id {
-        context.push(("conversation-id".to_string(), c.clone()));
+        context.push((CONVERSATION_ID.to_string(), c.clone()));
     }
     let params = SealParams {
         org_id: org.clone(),
@@ -266,7 +275,7 @@ pub async fn ingest(
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
-async fn discard(writer: ObjectWriter) {
+pub(super) async fn discard(writer: ObjectWriter) {
     if let Err(e) = writer.abort().await {
         tracing::warn!(error = %e, "could not discard a partial upload");
     }

@@ -13,6 +13,7 @@ pub mod durable;
 pub mod ids;
 pub mod pinned;
 pub mod repo;
+pub mod s3;
 pub mod schedule;
 pub mod sqlite;
 pub mod time;

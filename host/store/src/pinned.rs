@@ -2,8 +2,12 @@
 //! envelope with one whose header is longer; a reader that took the header from one
 //! version and the chunks from the next would misread both. So a read pins what it
 //! started on: a local file stays open (a rename that replaces it does not touch the
-//! open file), and a remote object is read only while its version (ETag) is the one
-//! first seen.
+//! open file), and a remote object is read only as the version first seen. In S3 every
+//! read of it is a ranged GET with `If-Match` on the ETag `HEAD` gave, and, in a
+//! versioned bucket, for that `versionId`: the old version then stays readable after
+//! it is replaced; elsewhere a replaced object fails the read (412) instead of mixing
+//! versions. A store that reports neither an ETag nor a version cannot be pinned and
+//! is not read.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -48,6 +52,9 @@ impl From<object_store::Error> for ReadError {
     fn from(e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => Self::NotFound,
+            object_store::Error::Precondition { .. } => {
+                Self::Io("the stored object was replaced during the read; read it again".into())
+            }
             other => Self::Io(other.to_string()),
         }
     }
@@ -67,6 +74,7 @@ enum Source {
         store: Arc<dyn ObjectStore>,
         path: ObjectPath,
         etag: Option<String>,
+        version: Option<String>,
     },
 }
 
@@ -92,13 +100,23 @@ impl Pinned {
 
     pub(crate) async fn remote(store: Arc<dyn ObjectStore>, path: &str) -> Result<Self, ReadError> {
         let path = ObjectPath::from(path);
-        let meta = store.head(&path).await?;
+        let meta = match store.head(&path).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Err(missing(&*store, &path).await),
+            Err(e) => return Err(e.into()),
+        };
+        if meta.e_tag.is_none() && meta.version.is_none() {
+            return Err(ReadError::Io(format!(
+                "{path} has neither an ETag nor a version to hold a read to"
+            )));
+        }
         Ok(Self {
             size: meta.size,
             source: Source::Remote {
                 store,
                 path,
                 etag: meta.e_tag,
+                version: meta.version,
             },
         })
     }
@@ -128,13 +146,23 @@ impl Pinned {
                 .map_err(|e| ReadError::Io(e.to_string()))?
                 .map_err(ReadError::from)
             }
-            Source::Remote { store, path, etag } => {
+            Source::Remote {
+                store,
+                path,
+                etag,
+                version,
+            } => {
                 let options = GetOptions {
                     if_match: etag.clone(),
+                    version: version.clone(),
                     ..GetOptions::default()
                 }
-                .with_range(Some(range));
-                Ok(store.get_opts(path, options).await?.bytes().await?)
+                .with_range(Some(range.clone()));
+                let bytes = store.get_opts(path, options).await?.bytes().await?;
+                if bytes.len() as u64 != range.end - range.start {
+                    return Err(ReadError::Truncated("the range asked of it"));
+                }
+                Ok(bytes)
             }
         }
     }
@@ -165,6 +193,19 @@ impl Pinned {
             }
         })
         .boxed()
+    }
+}
+
+/// Why `HEAD` found nothing: S3 answers a bare 404 for a missing object and for a
+/// missing bucket alike, and only a `GET`'s answer says which. A missing bucket is a
+/// misconfiguration to report as such, not a recording gone.
+async fn missing(store: &dyn ObjectStore, path: &ObjectPath) -> ReadError {
+    let options = GetOptions::default().with_range(Some(0..1));
+    match store.get_opts(path, options).await {
+        Err(e) if e.to_string().contains("NoSuchBucket") => {
+            ReadError::Io(format!("the bucket does not exist: {e}"))
+        }
+        _ => ReadError::NotFound,
     }
 }
 

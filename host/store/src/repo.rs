@@ -1,29 +1,43 @@
 //! The recording repository: objects behind `object_store` (a local directory by
-//! default), written atomically and durably, and read by byte range. In a local
+//! default, or S3), written atomically and durably, and read by byte range. In a local
 //! directory a write goes to a staging file of the repository's own naming
 //! (`<object>.tmp-<16 hex digits>`), which is fsynced, renamed into place, and its
 //! directory fsynced: once [`ObjectWriter::commit`] returns, the object survives a
 //! power cut, and before that nothing is visible at its path. `object_store`'s own
 //! local store does not fsync, which is why local writes do not go through it.
+//!
+//! In S3 (or any remote store) a write of up to one part (8 MiB) is a single PUT at
+//! commit; a longer one becomes a multipart upload as soon as it passes one part,
+//! its parts sent while the rest still arrives, and completed at commit, so nothing
+//! is visible before. A write that is aborted, or dropped without a commit (a client
+//! that disconnects mid-upload), aborts its multipart upload, leaving no parts; an
+//! upload a crash interrupts is left to the bucket's `AbortIncompleteMultipartUpload`
+//! lifecycle rule (`object_store` cannot list uploads to sweep them at start).
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
 
 use crate::durable;
 pub use crate::pinned::{Pinned, ReadError};
+use crate::s3::S3Settings;
 
-/// Bytes buffered before a remote write becomes a multipart upload (S3 needs 5 MiB
-/// parts).
-const PART: usize = 8 << 20;
+/// Bytes buffered before a remote write becomes a multipart upload, and the size of
+/// each of its parts but the last (S3 needs at least 5 MiB).
+pub const PART: usize = 8 << 20;
+
+/// Parts of one multipart upload sent at once: what a write holds in memory is at
+/// most this many parts, plus one part and the bytes of one `put` not sent yet.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// What ends the staging name of a write in progress.
 const STAGING_MARK: &str = ".tmp-";
@@ -34,6 +48,8 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     /// The directory, for a local repository.
     local: Option<PathBuf>,
+    /// What errors name it by: `s3://bucket/prefix`, or the store's own name.
+    location: Arc<str>,
 }
 
 /// A write in progress. Nothing is visible at its path until [`ObjectWriter::commit`];
@@ -50,7 +66,190 @@ enum Inner {
         target: PathBuf,
         committed: bool,
     },
-    Remote(BufWriter),
+    Remote(Remote),
+}
+
+/// A write to a remote store: bytes held until they pass one part, then a multipart
+/// upload whose parts are sent as they fill.
+struct Remote {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    location: Arc<str>,
+    pending: Pending,
+    /// Once the write has passed one part; taken when it completes or is aborted.
+    upload: Option<Upload>,
+}
+
+/// A multipart upload and its parts in flight.
+struct Upload {
+    parts: Box<dyn MultipartUpload>,
+    in_flight: JoinSet<object_store::Result<()>>,
+}
+
+impl Upload {
+    /// Stops the parts in flight, then aborts the upload: S3 deletes its parts.
+    async fn abort(mut self) -> object_store::Result<()> {
+        self.in_flight.shutdown().await;
+        self.parts.abort().await
+    }
+
+    /// Waits until at most `max` parts are in flight; the first failed part fails it.
+    async fn drain_to(&mut self, max: usize) -> std::io::Result<()> {
+        while self.in_flight.len() > max {
+            match self.in_flight.join_next().await {
+                Some(Ok(Ok(()))) | None => {}
+                Some(Ok(Err(e))) => return Err(std::io::Error::other(e)),
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes not sent yet.
+#[derive(Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, bytes: Bytes) {
+        self.len += bytes.len();
+        self.chunks.push_back(bytes);
+    }
+
+    /// The first `n` bytes (or all there are), without copying them.
+    fn take(&mut self, n: usize) -> PutPayload {
+        let mut out = Vec::new();
+        let mut need = n.min(self.len);
+        self.len -= need;
+        while need > 0 {
+            let Some(mut front) = self.chunks.pop_front() else {
+                break;
+            };
+            if front.len() > need {
+                out.push(front.split_to(need));
+                self.chunks.push_front(front);
+                need = 0;
+            } else {
+                need -= front.len();
+                out.push(front);
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+impl Remote {
+    /// An error of the store, saying where and what was being done.
+    fn error(&self, doing: &str, e: impl std::fmt::Display) -> std::io::Error {
+        std::io::Error::other(format!("{doing} {} in {}: {e}", self.path, self.location))
+    }
+
+    /// An error of a request that creates the object: a 404 there can only mean
+    /// that the bucket is missing, which `object_store` reports as the object's.
+    fn write_error(&self, doing: &str, e: object_store::Error) -> std::io::Error {
+        match e {
+            object_store::Error::NotFound { .. } => self.error(
+                doing,
+                format_args!("the bucket does not exist or these credentials cannot see it: {e}"),
+            ),
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                self.error(doing, format_args!("the credentials were refused: {e}"))
+            }
+            e => self.error(doing, e),
+        }
+    }
+
+    async fn put(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.pending.push(bytes);
+        // Strictly more than one part: a write of exactly one part stays one PUT.
+        while self.pending.len > PART {
+            if self.upload.is_none() {
+                let parts = self
+                    .store
+                    .put_multipart(&self.path)
+                    .await
+                    .map_err(|e| self.write_error("starting an upload of", e))?;
+                self.upload = Some(Upload {
+                    parts,
+                    in_flight: JoinSet::new(),
+                });
+            }
+            if let Some(upload) = self.upload.as_mut() {
+                if let Err(e) = upload.drain_to(PARTS_IN_FLIGHT - 1).await {
+                    return Err(self.error("uploading a part of", e));
+                }
+                let part = self.pending.take(PART);
+                upload.in_flight.spawn(upload.parts.put_part(part));
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> std::io::Result<()> {
+        let rest = self.pending.take(usize::MAX);
+        let Some(upload) = self.upload.as_mut() else {
+            return self
+                .store
+                .put(&self.path, rest)
+                .await
+                .map(drop)
+                .map_err(|e| self.write_error("writing", e));
+        };
+        // Never empty: a part is sent only while more than one part is pending.
+        upload.in_flight.spawn(upload.parts.put_part(rest));
+        let done = match upload.drain_to(0).await {
+            Ok(()) => upload
+                .parts
+                .complete()
+                .await
+                .map(drop)
+                .map_err(std::io::Error::other),
+            Err(e) => Err(e),
+        };
+        let upload = self.upload.take();
+        if let Err(e) = done {
+            if let Some(upload) = upload {
+                let _ = upload.abort().await;
+            }
+            return Err(self.error("completing the upload of", e));
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) -> std::io::Result<()> {
+        self.pending = Pending::default();
+        match self.upload.take() {
+            Some(upload) => upload
+                .abort()
+                .await
+                .map_err(|e| self.error("aborting the upload of", e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Remote {
+    /// A write dropped without a commit or an abort (its client went away, or a
+    /// commit was cancelled) aborts its upload on the current runtime, if any.
+    fn drop(&mut self) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(path = %self.path, "a dropped upload cannot be aborted outside a runtime; the bucket's lifecycle rule will remove its parts");
+            return;
+        };
+        let (path, location) = (self.path.clone(), self.location.clone());
+        runtime.spawn(async move {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(%path, %location, error = %e, "could not abort an unfinished upload; the bucket's lifecycle rule will remove its parts");
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for ObjectWriter {
@@ -67,7 +266,7 @@ impl ObjectWriter {
         self.written += bytes.len() as u64;
         match &mut self.inner {
             Inner::Local { file, .. } => file.write_all(&bytes).await,
-            Inner::Remote(w) => w.put(bytes).await.map_err(std::io::Error::other),
+            Inner::Remote(w) => w.put(bytes).await,
         }
     }
 
@@ -77,7 +276,9 @@ impl ObjectWriter {
     }
 
     /// Makes the object visible, replacing any object at its path in one step, and
-    /// durable: it returns only once the object and its name are on disk.
+    /// durable: it returns only once the object and its name are on disk (or the
+    /// remote store has acknowledged the PUT or the upload's completion). A remote
+    /// write that fails here is aborted.
     pub async fn commit(mut self) -> std::io::Result<()> {
         match &mut self.inner {
             Inner::Local {
@@ -97,7 +298,7 @@ impl ObjectWriter {
                 crate::crash_point!("repo.commit.after_rename");
                 Ok(())
             }
-            Inner::Remote(w) => w.shutdown().await,
+            Inner::Remote(w) => w.commit().await,
         }
     }
 
@@ -110,12 +311,13 @@ impl ObjectWriter {
                 *committed = true;
                 tokio::fs::remove_file(&*staging).await
             }
-            Inner::Remote(w) => w.abort().await.map_err(std::io::Error::other),
+            Inner::Remote(w) => w.abort().await,
         }
     }
 }
 
 impl Drop for ObjectWriter {
+    /// Removes a local staging file; a remote write aborts itself (see `Remote`).
     fn drop(&mut self) {
         if let Inner::Local {
             staging,
@@ -158,13 +360,43 @@ impl Repository {
         Ok(Self {
             store: Arc::new(store),
             local: Some(dir.to_path_buf()),
+            location: dir.display().to_string().into(),
+        })
+    }
+
+    /// A repository in an S3 bucket (under its prefix, if any), with the
+    /// server-side encryption `settings` ask for on every object. Nothing is
+    /// contacted yet: a missing bucket or refused credentials show at first use,
+    /// in an error naming the bucket.
+    pub fn s3(settings: &S3Settings) -> anyhow::Result<Self> {
+        let store = crate::s3::build(settings)?;
+        Ok(Self {
+            store,
+            local: None,
+            location: settings.describe().into(),
         })
     }
 
     /// A repository in any object store (S3, for instance): its writes are atomic
     /// (a single PUT, or a multipart upload completed in one step).
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, local: None }
+        let location = store.to_string().into();
+        Self {
+            store,
+            local: None,
+            location,
+        }
+    }
+
+    /// Whether the repository is a local directory (which has staging files to
+    /// sweep), not a remote store.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// What messages call it: the directory, or `s3://bucket/prefix`.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// Removes what writes interrupted by a crash left staged in a local repository,
@@ -234,11 +466,13 @@ impl Repository {
                     committed: false,
                 }
             }
-            None => Inner::Remote(BufWriter::with_capacity(
-                self.store.clone(),
-                ObjectPath::from(path),
-                PART,
-            )),
+            None => Inner::Remote(Remote {
+                store: self.store.clone(),
+                path: ObjectPath::from(path),
+                location: self.location.clone(),
+                pending: Pending::default(),
+                upload: None,
+            }),
         };
         Ok(ObjectWriter { inner, written: 0 })
     }

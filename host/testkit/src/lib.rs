@@ -35,6 +35,12 @@
 //! Where `moto_server` comes from: `TAPESEAL_MOTO_SERVER` if set, else the virtual
 //! environment `cargo xtask moto` (or `cargo xtask ci`) installs into
 //! `target/tools/moto`, else `PATH`.
+//!
+//! [`Postgres`] is a throwaway PostgreSQL cluster on 127.0.0.1 for the tests of the
+//! PostgreSQL catalogue: Debian's server binaries, a fresh `initdb` under the
+//! directory a test names, `trust` authentication on loopback only, one database per
+//! test if they like ([`Postgres::create_database`]), stopped and removed when
+//! dropped.
 
 #![deny(missing_docs)]
 // Test support: a set-up step that fails should stop the test loudly, with a message
@@ -42,8 +48,10 @@
 #![allow(clippy::panic)]
 
 mod iam;
+mod postgres;
 mod s3;
 
+pub use postgres::Postgres;
 pub use s3::ObjectHead;
 
 use std::fmt;

@@ -1,6 +1,7 @@
-//! moto's S3, through signed REST calls (path-style URLs): a bucket to export to,
-//! and what tests check of its objects: their keys, bytes, and the server-side
-//! encryption S3 reports for each.
+//! moto's S3, through signed REST calls (path-style URLs): a bucket to export to or
+//! keep recordings in (versioned, if a test asks), and what tests check of it: its
+//! objects' keys, bytes, and the server-side encryption S3 reports for each, and the
+//! multipart uploads left unfinished in it.
 
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SigningSettings, UriPathNormalizationMode,
@@ -30,6 +31,19 @@ impl Moto {
         path: &str,
         query: &str,
     ) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        self.s3_with_body(account, method, path, query, Vec::new())
+            .await
+    }
+
+    /// [`Moto::s3`] with a request body.
+    async fn s3_with_body(
+        &self,
+        account: Account,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+    ) -> (reqwest::header::HeaderMap, Vec<u8>) {
         let url = if query.is_empty() {
             format!("{}{path}", self.endpoint)
         } else {
@@ -50,11 +64,11 @@ impl Moto {
             method,
             &url,
             &[("host", host)],
-            b"",
+            &body,
             settings,
         );
         let method_value = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-        let mut request = self.http.request(method_value, &url);
+        let mut request = self.http.request(method_value, &url).body(body);
         for (name, value) in signed {
             request = request.header(name, value);
         }
@@ -77,6 +91,41 @@ impl Moto {
     /// Creates a bucket in `account`.
     pub async fn create_bucket(&self, account: Account, bucket: &str) {
         self.s3(account, "PUT", &format!("/{bucket}"), "").await;
+    }
+
+    /// Turns versioning on for a bucket: an object replaced keeps its old version,
+    /// readable by its version id.
+    pub async fn enable_versioning(&self, account: Account, bucket: &str) {
+        let body = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                    <Status>Enabled</Status></VersioningConfiguration>";
+        self.s3_with_body(
+            account,
+            "PUT",
+            &format!("/{bucket}"),
+            "versioning=",
+            body.as_bytes().to_vec(),
+        )
+        .await;
+    }
+
+    /// The keys of the multipart uploads begun and neither completed nor aborted in
+    /// a bucket (`ListMultipartUploads`, its first 1,000), sorted.
+    pub async fn list_multipart_uploads(&self, account: Account, bucket: &str) -> Vec<String> {
+        let (_, body) = self
+            .s3(account, "GET", &format!("/{bucket}"), "uploads=")
+            .await;
+        let xml = String::from_utf8(body).expect("XML");
+        let mut keys = Vec::new();
+        let mut rest = xml.as_str();
+        while let Some(at) = rest.find("<Upload>") {
+            rest = &rest[at + "<Upload>".len()..];
+            let end = rest.find("</Upload>").expect("closing tag");
+            let key = iam::xml_field(&rest[..end], "Key").expect("an upload's key");
+            keys.push(unescape(key));
+            rest = &rest[end..];
+        }
+        keys.sort();
+        keys
     }
 
     /// Every object key under `prefix`, sorted (all pages).

@@ -16,3 +16,4 @@ mod kms;
 mod limits;
 mod lkm;
 mod operations;
+mod sealed;
