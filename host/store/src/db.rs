@@ -576,6 +576,35 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Runs `f` in a transaction while holding the lock `key` (PostgreSQL: a
+    /// transaction-level advisory lock, taken first, in a READ COMMITTED
+    /// transaction so that `f` sees what earlier holders committed; SQLite: its
+    /// write lock). For work every instance may try at once, such as migrations.
+    pub fn exclusive<T, E: From<DbError> + AsDbError>(
+        &self,
+        key: i64,
+        mut f: impl FnMut(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Self::Sqlite(_) => self.write(f),
+            Self::Postgres(pg) => crate::blocking(|| {
+                pg.transaction_at(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED",
+                    &mut |tx: &Tx<'_>| {
+                        tx.query_one(
+                            "SELECT 1 FROM pg_advisory_xact_lock(?1)",
+                            params![key],
+                            |_| Ok(()),
+                        )?;
+                        f(tx)
+                    },
+                )
+            }),
+        }
+    }
+}
+
 /// An error that may carry a database error (to see whether it is worth retrying).
 pub trait AsDbError {
     /// The database error inside, if any.
@@ -660,6 +689,14 @@ impl Pg {
         &self,
         f: &mut impl FnMut(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.transaction_at("BEGIN ISOLATION LEVEL SERIALIZABLE", f)
+    }
+
+    fn transaction_at<T, E: From<DbError>>(
+        &self,
+        begin: &str,
+        f: &mut impl FnMut(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let client = self.client()?;
         // A connection is given back only after COMMIT or ROLLBACK went through; on
         // any other way out (a panic, a failed ROLLBACK) it is closed, which ends
@@ -670,8 +707,7 @@ impl Pg {
             .as_ref()
             .map(|c| &**c)
             .ok_or_else(|| DbError::Pool("no connection".into()))?;
-        block_on(client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"))
-            .map_err(DbError::from)?;
+        block_on(client.batch_execute(begin)).map_err(DbError::from)?;
         let out = f(&Tx {
             inner: TxInner::Postgres(client),
         });

@@ -33,8 +33,10 @@ impl Store {
     }
 
     fn postgres(cluster: &Postgres, case: &str) -> Self {
+        // Database names are at most 63 bytes.
+        let name: String = case.chars().take(60).collect();
         Self {
-            location: cluster.create_database(case),
+            location: cluster.create_database(&name),
             dir: tempfile::tempdir().expect("tempdir"),
             cluster: Some(cluster.data_dir().to_path_buf()),
         }

@@ -326,15 +326,8 @@ fn postgres_ddl(sql: &str) -> String {
 /// Applies the pending migrations in one transaction, with its records. A catalogue
 /// migrated by a newer tapeseal is refused.
 fn migrate(db: &Db) -> Result<()> {
-    db.write(|tx| {
+    db.exclusive(MIGRATION_LOCK, |tx| {
         let postgres = tx.dialect() == Dialect::Postgres;
-        if postgres {
-            tx.query_one(
-                "SELECT 1 FROM pg_advisory_xact_lock(?1)",
-                params![MIGRATION_LOCK],
-                |_| Ok(()),
-            )?;
-        }
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
