@@ -14,9 +14,17 @@ const ACTOR: &str = "cli";
 
 #[derive(Debug, Args)]
 pub(crate) struct DataArgs {
-    /// The server's data directory; the catalogue is catalogue.sqlite3 inside it.
+    /// The server's data directory; the catalogue is catalogue.sqlite3 inside it
+    /// unless --catalogue names a PostgreSQL one.
     #[arg(long, default_value = "tapeseal-data")]
     data: PathBuf,
+    /// A PostgreSQL catalogue (postgres://user@host:port/database), as the
+    /// servers' `catalogue` setting names it.
+    #[arg(long)]
+    catalogue: Option<String>,
+    /// Name of an environment variable holding the PostgreSQL catalogue's password.
+    #[arg(long, requires = "catalogue")]
+    catalogue_password_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +92,19 @@ impl From<TokenRole> for Role {
 }
 
 fn catalogue(data: &DataArgs) -> Outcome<Catalogue> {
+    if let Some(url) = &data.catalogue {
+        tapeseal_store::catalogue::check_postgres_url(url).map_err(Failure::input)?;
+        let password = match &data.catalogue_password_env {
+            Some(var) => Some(zeroize::Zeroizing::new(std::env::var(var).map_err(
+                |_| Failure::input(format!("the catalogue password variable {var} is not set")),
+            )?)),
+            None => None,
+        };
+        return Ok(Catalogue::connect_postgres(
+            url,
+            password.as_ref().map(|p| p.as_str()),
+        )?);
+    }
     DataDir::new(&data.data)
         .open_catalogue()
         .map_err(|e| match e {

@@ -212,20 +212,44 @@ impl ManagedKeys {
     }
 
     /// Generates a new KEK and makes it current ("change key now"). Older KEKs stay
-    /// and keep unwrapping their recordings.
+    /// and keep unwrapping their recordings. Requests that rotate from the same
+    /// current KEK at the same time, on this instance or others, make one new KEK
+    /// between them, and each gets that one.
     pub fn rotate(&self, org_id: &str, actor: &str) -> Result<CurrentKek> {
+        let base = self.catalogue.current_kek(org_id, KekHolder::Managed)?;
+        Ok(self
+            .rotate_from(org_id, base.map(|k| k.id).as_deref(), None, actor)?
+            .1)
+    }
+
+    /// Makes a new KEK current in place of `base` (`None`: the organisation has
+    /// none yet), unless another rotation replaced `base` first; then the KEK that
+    /// rotation made is current, and is returned with `false`.
+    fn rotate_from(
+        &self,
+        org_id: &str,
+        base: Option<&str>,
+        scheduled_at: Option<i64>,
+        actor: &str,
+    ) -> Result<(bool, CurrentKek)> {
         let record = self.new_record(org_id)?;
         tapeseal_store::crash_point!("rotation.before_insert");
-        self.catalogue.insert_kek(
-            &record,
-            actor,
-            &AuditEvent::KekCreate {
-                kek_id: &record.id,
-                detail: MANAGED_DETAIL,
-            },
-        )?;
+        let event = AuditEvent::KekCreate {
+            kek_id: &record.id,
+            detail: MANAGED_DETAIL,
+        };
+        let made =
+            self.catalogue
+                .insert_kek_replacing(&record, base, scheduled_at, actor, &event)?;
         tapeseal_store::crash_point!("rotation.after_insert");
-        Ok(current_of(record)?)
+        if made {
+            return Ok((true, current_of(record)?));
+        }
+        let current = self
+            .catalogue
+            .current_kek(org_id, KekHolder::Managed)?
+            .ok_or_else(|| ManagedKeyError::NoSuchKek("the current KEK".into()))?;
+        Ok((false, current_of(current)?))
     }
 
     /// A new KEK pair with its private key sealed under the master key, not yet
@@ -257,13 +281,15 @@ impl ManagedKeys {
     /// Rotates if the organisation's schedule says its current KEK is due at `now_ms`
     /// (a server calls this at start, so a rotation missed while it was down happens
     /// then, and periodically). Returns the new KEK when it rotated.
+    ///
+    /// However many instances find the same KEK due at once, one new KEK results:
+    /// the others' rotations find it replaced and record nothing.
     pub fn rotate_if_due(&self, org_id: &str, now_ms: i64) -> Result<Option<CurrentKek>> {
-        if !rotation_due(&self.catalogue, org_id, KekHolder::Managed, now_ms)? {
+        let Some(due) = rotation_due(&self.catalogue, org_id, KekHolder::Managed, now_ms)? else {
             return Ok(None);
-        }
-        let kek = self.rotate(org_id, "scheduler")?;
-        self.catalogue.mark_rotated(org_id, now_ms)?;
-        Ok(Some(kek))
+        };
+        let (made, kek) = self.rotate_from(org_id, Some(&due), Some(now_ms), "scheduler")?;
+        Ok(made.then_some(kek))
     }
 
     /// Unwraps a DEK with one of the organisation's KEKs.
@@ -319,17 +345,19 @@ pub(crate) const MANAGED_DETAIL: &str = "managed RSA-3072";
 
 /// Whether the organisation's schedule says its current KEK of `holder` is due
 /// for rotation at `now_ms`.
+/// The id of the organisation's current KEK of `holder` if its schedule says it is
+/// due for rotation at `now_ms`.
 pub(crate) fn rotation_due(
     catalogue: &Catalogue,
     org_id: &str,
     holder: KekHolder,
     now_ms: i64,
-) -> Result<bool, CatalogueError> {
+) -> Result<Option<String>, CatalogueError> {
     let (period, _) = catalogue.schedule(org_id)?;
-    Ok(match catalogue.current_kek(org_id, holder)? {
-        Some(current) => period.is_due(current.created_at, now_ms),
-        None => false,
-    })
+    Ok(catalogue
+        .current_kek(org_id, holder)?
+        .filter(|current| period.is_due(current.created_at, now_ms))
+        .map(|current| current.id))
 }
 
 /// A catalogue KEK as the KEK new recordings are sealed for.

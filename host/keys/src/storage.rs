@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use tapeseal_core::{Dek, WrapAlgorithm};
-use tapeseal_store::durable::write_private_file;
+use tapeseal_store::Catalogue;
 
 use crate::kek::KekPair;
 use crate::managed::{ManagedKeyError, MasterKey, private_der};
@@ -32,25 +32,41 @@ impl std::fmt::Debug for StorageKey {
 
 const STORAGE_KEY_AAD: &str = "repository storage key";
 
+/// Its name among the catalogue's server secrets.
+const SECRET_NAME: &str = "storage-key";
+
 impl StorageKey {
-    /// Reads the sealed key file, or generates the pair and creates it (mode 0600).
-    pub fn load_or_create(path: &Path, master: &MasterKey) -> Result<Self> {
-        let fail = |what: &str, e: std::io::Error| {
-            ManagedKeyError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
-        };
-        let pair = match fs::read(path) {
-            Ok(sealed) => {
-                let der = master.open("", STORAGE_KEY_AAD, &sealed)?;
-                KekPair::from_pem_or_der(&der)?
+    /// The storage key every instance of a deployment shares, kept in the
+    /// catalogue sealed under the master key. The first instance to start makes it
+    /// (instances starting together agree on one); a key file that an earlier
+    /// version kept at `legacy_file` is moved into the catalogue instead, so that
+    /// what it protects stays readable. The file is left as it is.
+    pub fn load_or_create(
+        catalogue: &Catalogue,
+        legacy_file: &Path,
+        master: &MasterKey,
+    ) -> Result<Self> {
+        let sealed = match catalogue.server_secret(SECRET_NAME)? {
+            Some(sealed) => sealed,
+            None => {
+                let candidate = match fs::read(legacy_file) {
+                    Ok(sealed) => sealed,
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(ManagedKeyError::MasterKey(format!(
+                            "cannot read {}: {e}",
+                            legacy_file.display()
+                        )));
+                    }
+                    Err(_) => {
+                        let pair = KekPair::generate(3072)?;
+                        master.seal("", STORAGE_KEY_AAD, &private_der(&pair)?)?
+                    }
+                };
+                catalogue.insert_server_secret(SECRET_NAME, &candidate)?
             }
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail("read", e)),
-            Err(_) => {
-                let pair = KekPair::generate(3072)?;
-                let sealed = master.seal("", STORAGE_KEY_AAD, &private_der(&pair)?)?;
-                write_private_file(path, &sealed).map_err(|e| fail("create", e))?;
-                pair
-            }
         };
+        let der = master.open("", STORAGE_KEY_AAD, &sealed)?;
+        let pair = KekPair::from_pem_or_der(&der)?;
         Ok(Self {
             id: pair.fingerprint().replacen("kek-", "storage-", 1),
             pair,

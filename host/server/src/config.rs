@@ -18,6 +18,13 @@ pub struct Config {
     /// Data directory: the catalogue, the master key file and (by default) the
     /// recording repository live here.
     pub data_dir: PathBuf,
+    /// The catalogue: a `postgres://user@host:port/database` URL for a deployment
+    /// of several instances (all naming the same one); absent, SQLite in the data
+    /// directory. The URL carries no password: name a variable in
+    /// `catalogue_password_env`.
+    pub catalogue: Option<String>,
+    /// Name of an environment variable holding the PostgreSQL catalogue's password.
+    pub catalogue_password_env: Option<String>,
     /// The recording repository.
     pub repository: RepositoryConfig,
     /// The master key that seals managed private KEKs.
@@ -425,6 +432,10 @@ pub struct JobsConfig {
     /// How long a rewrap job waits for an unreachable or slow key service (an
     /// organisation's LKM or AWS KMS), retrying with backoff, before it stops, in seconds.
     pub key_service_patience_secs: u64,
+    /// How long an instance's claim on a job lasts unless renewed, in seconds (2 to
+    /// 600). It renews every third of that while it works; when it dies, another
+    /// instance takes the job over within about one and a half times this.
+    pub lease_secs: u64,
 }
 
 impl Default for JobsConfig {
@@ -432,6 +443,7 @@ impl Default for JobsConfig {
         Self {
             rewrap_pause_ms: 0,
             key_service_patience_secs: 120,
+            lease_secs: 30,
         }
     }
 }
@@ -441,6 +453,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             data_dir: PathBuf::from("tapeseal-data"),
+            catalogue: None,
+            catalogue_password_env: None,
             repository: RepositoryConfig::default(),
             master_key: MasterKeyConfig::default(),
             tls: None,
@@ -490,6 +504,17 @@ impl Config {
             self.scheduler_interval_secs > 0,
             "scheduler_interval_secs must be positive"
         );
+        anyhow::ensure!(
+            (2..=600).contains(&self.jobs.lease_secs),
+            "jobs: lease_secs must be 2 to 600"
+        );
+        if let Some(url) = &self.catalogue {
+            anyhow::ensure!(
+                tapeseal_store::catalogue::is_postgres_url(url),
+                "catalogue is a postgres:// URL (leave it out for SQLite in the data directory)"
+            );
+            tapeseal_store::catalogue::check_postgres_url(url).map_err(anyhow::Error::msg)?;
+        }
         let l = &self.limits;
         anyhow::ensure!(
             (1..=200).contains(&l.guest_operations)

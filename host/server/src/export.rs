@@ -272,9 +272,16 @@ pub async fn run(state: &Shared, job: &Job, stop: &StopFlag) -> anyhow::Result<(
     progress.written_bytes = totals.file_bytes;
     progress.error = None;
     progress.manifest = None;
-    state
-        .catalogue
-        .update_job(org, &job.id, JobState::Running, &json!(progress))?;
+    anyhow::ensure!(
+        state.catalogue.update_job_as(
+            &state.jobs.owner,
+            org,
+            &job.id,
+            JobState::Running,
+            &json!(progress)
+        )?,
+        "this instance no longer holds the job's lease"
+    );
     let secret = match (&params.destination, &params.sealed_secret_access_key) {
         (
             DestinationSpec::S3 {
@@ -338,9 +345,16 @@ pub async fn run(state: &Shared, job: &Job, stop: &StopFlag) -> anyhow::Result<(
     };
     let manifest = run.write_manifest(&params, &progress, finished).await?;
     progress.manifest = Some(manifest);
-    state
-        .catalogue
-        .update_job(org, &job.id, finished, &json!(progress))?;
+    anyhow::ensure!(
+        state.catalogue.update_job_as(
+            &state.jobs.owner,
+            org,
+            &job.id,
+            finished,
+            &json!(progress)
+        )?,
+        "this instance no longer holds the job's lease"
+    );
     let event = AuditEvent::ExportJobEnd {
         job_id: &job.id,
         state: if finished == JobState::Done {

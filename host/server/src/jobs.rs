@@ -31,6 +31,7 @@ use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::AuditEvent;
 use tapeseal_store::catalogue::{Job, JobState, RecordingFilter, RecordingRecord, Role};
 use tapeseal_store::repo::Pinned;
+use tapeseal_store::time::now_ms;
 
 /// The job routes.
 pub fn routes() -> axum::Router<Shared> {
@@ -42,11 +43,18 @@ pub fn routes() -> axum::Router<Shared> {
         .route("/v1/jobs/{id}/resume", post(resume))
 }
 
-/// Hands jobs to the worker, and knows which are running (to stop them).
+/// Hands jobs to the worker, and knows which are running here (to stop them).
+///
+/// Several instances may share one catalogue: an instance runs a job only while it
+/// holds the job's lease there (see [`claimer`] and [`worker`]).
 #[derive(Debug, Clone)]
 pub struct JobQueue {
     sender: mpsc::UnboundedSender<(String, String)>,
     running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// This instance, as job leases name it.
+    pub(crate) owner: String,
+    /// How long a lease lasts unless renewed.
+    lease: Duration,
 }
 
 /// The worker's end of the queue.
@@ -65,24 +73,35 @@ impl StopFlag {
 }
 
 impl JobQueue {
-    /// A queue and its receiving end.
-    pub fn new() -> (Self, JobReceiver) {
+    /// A queue for the instance `owner`, whose job leases last `lease`, and its
+    /// receiving end.
+    pub fn new(owner: String, lease: Duration) -> (Self, JobReceiver) {
         let (sender, rx) = mpsc::unbounded_channel();
         let running = Arc::new(Mutex::new(HashMap::new()));
-        (Self { sender, running }, rx)
+        (
+            Self {
+                sender,
+                running,
+                owner,
+                lease,
+            },
+            rx,
+        )
     }
 
     pub(crate) fn push(&self, org_id: &str, job_id: &str) {
         let _ = self.sender.send((org_id.to_string(), job_id.to_string()));
     }
 
-    /// Queues every job a previous run left unfinished.
-    pub fn resume(&self, state: &AppState) -> anyhow::Result<()> {
-        for job in state.catalogue.unfinished_jobs()? {
-            tracing::info!(job_id = %job.id, "resuming job");
-            self.push(&job.org_id, &job.id);
-        }
-        Ok(())
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn is_running(&self, job_id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(job_id)
     }
 
     /// Marks a job running; `None` if it already is.
@@ -115,39 +134,110 @@ impl JobQueue {
     }
 }
 
-/// Runs queued jobs: rewrap jobs one at a time, in order (two may touch the same
-/// recordings); each export job in a task of its own, so that a long export never
-/// holds up a rewrap.
+/// Offers the worker every unfinished job that no instance holds a live lease on:
+/// at start (what this or another instance left unfinished) and then every half
+/// lease, so that the jobs of an instance that died are taken over within about
+/// one and a half leases. Nothing here depends on which instance created a job.
+pub async fn claimer(state: Shared) {
+    let mut tick = tokio::time::interval((state.jobs.lease / 2).max(Duration::from_millis(500)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.catalogue.claimable_jobs(now_ms()) {
+            Ok(jobs) => {
+                for (org_id, job_id) in jobs {
+                    if !state.jobs.is_running(&job_id) {
+                        state.jobs.push(&org_id, &job_id);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for jobs to claim"),
+        }
+    }
+}
+
+/// Renews this instance's lease on a running job every third of a lease; when the
+/// lease cannot be renewed (another instance took the job over after a stall here,
+/// or the job was cancelled through any instance), tells the job to stop.
+async fn keep_lease(state: Shared, job_id: String, stop: StopFlag) {
+    let mut tick = tokio::time::interval(state.jobs.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match state
+            .catalogue
+            .renew_job_lease(&job_id, &state.jobs.owner, state.jobs.lease_ms())
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    job_id,
+                    "the job's lease is gone (cancelled or taken over): stopping it here"
+                );
+                stop.0.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => tracing::warn!(job_id, error = %e, "cannot renew the job's lease"),
+        }
+    }
+}
+
+/// Runs the jobs this instance claims: rewrap jobs one at a time, in order (two may
+/// touch the same recordings); each export job in a task of its own, so that a long
+/// export never holds up a rewrap. A job runs only once its lease is taken in the
+/// catalogue, so two instances never run it at once; the lease is renewed while it
+/// runs and given up when it ends here.
 pub async fn worker(state: Shared, mut receiver: JobReceiver) {
     while let Some((org_id, job_id)) = receiver.recv().await {
-        let job = match state.catalogue.job(&org_id, &job_id) {
-            Ok(Some(job)) if matches!(job.state, JobState::Queued | JobState::Running) => job,
-            Ok(_) => continue,
+        if state.jobs.is_running(&job_id) {
+            continue;
+        }
+        let claimed =
+            state
+                .catalogue
+                .claim_job(&org_id, &job_id, &state.jobs.owner, state.jobs.lease_ms());
+        let job = match claimed {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
             Err(e) => {
-                tracing::error!(job_id, error = %e, "cannot read job");
+                tracing::error!(job_id, error = %e, "cannot claim job");
                 continue;
             }
         };
         let Some(stop) = state.jobs.start(&job.id) else {
             continue;
         };
+        tracing::info!(job_id = %job.id, kind = %job.kind, "running job");
+        let lease = tokio::spawn(keep_lease(state.clone(), job.id.clone(), stop.clone()));
         if job.kind == super::export::KIND {
             let state = state.clone();
             tokio::spawn(async move {
                 let outcome = super::export::run(&state, &job, &stop).await;
-                state.jobs.finish(&job.id);
-                if let Err(e) = outcome {
-                    job_failed(&state, &job, &e, super::export::ACTOR);
-                }
+                finished(&state, &job, lease, outcome, super::export::ACTOR);
             });
             continue;
         }
         let outcome = run_rewrap(&state, &job, &stop).await;
-        state.jobs.finish(&job.id);
-        if let Err(e) = outcome {
-            job_failed(&state, &job, &e, ACTOR);
-        }
+        finished(&state, &job, lease, outcome, ACTOR);
     }
+}
+
+fn finished(
+    state: &AppState,
+    job: &Job,
+    lease: tokio::task::JoinHandle<()>,
+    outcome: anyhow::Result<()>,
+    actor: &str,
+) {
+    lease.abort();
+    if let Err(e) = outcome {
+        job_failed(state, job, &e, actor);
+    }
+    if let Err(e) = state.catalogue.release_job(&job.id, &state.jobs.owner) {
+        tracing::warn!(job_id = %job.id, error = %e, "cannot give up the job's lease");
+    }
+    state.jobs.finish(&job.id);
 }
 
 /// Records that a job stopped on `e`: state `failed` (unless it was cancelled), the
@@ -166,9 +256,19 @@ fn job_failed(state: &AppState, job: &Job, e: &anyhow::Error, actor: &str) {
     if let Some(fields) = progress.as_object_mut() {
         fields.insert("error".into(), json!(e.to_string()));
     }
-    let _ = state
-        .catalogue
-        .update_job(org_id, job_id, JobState::Failed, &progress);
+    // Only while this instance still holds the job: one that took it over after a
+    // stall here has it now.
+    match state.catalogue.update_job_as(
+        &state.jobs.owner,
+        org_id,
+        job_id,
+        JobState::Failed,
+        &progress,
+    ) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => tracing::error!(job_id, error = %e, "cannot record that the job failed"),
+    }
     let cause = e.to_string();
     let event = if job.kind == super::export::KIND {
         AuditEvent::ExportJobEnd {
@@ -443,9 +543,14 @@ async fn run_rewrap(state: &AppState, job: &Job, stop: &StopFlag) -> anyhow::Res
     let mut progress: Progress = serde_json::from_value(job.progress.clone()).unwrap_or_default();
     let save = |job_state: JobState, progress: &Progress| -> anyhow::Result<()> {
         let value = serde_json::to_value(progress)?;
-        Ok(state
-            .catalogue
-            .update_job(org, &job.id, job_state, &value)?)
+        let owner = &state.jobs.owner;
+        anyhow::ensure!(
+            state
+                .catalogue
+                .update_job_as(owner, org, &job.id, job_state, &value)?,
+            "this instance no longer holds the job's lease"
+        );
+        Ok(())
     };
     save(JobState::Running, &progress)?;
     let pause = Duration::from_millis(state.config.jobs.rewrap_pause_ms);

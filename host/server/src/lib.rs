@@ -71,6 +71,9 @@ pub struct AppState {
     pub metrics_token: Option<SecretToken>,
     /// Admission control for guest work.
     pub limits: limits::Limiter,
+    /// This instance's name among those sharing the catalogue (random, made at
+    /// start): it holds job leases under it.
+    pub instance: String,
     /// Wakes the job worker.
     pub jobs: jobs::JobQueue,
     /// DEKs unwrapped for playbacks, each for the length of one playback.
@@ -105,10 +108,28 @@ pub fn init_logging(json: bool) {
     };
 }
 
+/// Opens the catalogue `config` names: PostgreSQL at `catalogue`, with the password
+/// from `catalogue_password_env`; SQLite in the data directory without.
+pub fn open_catalogue(config: &Config) -> anyhow::Result<Catalogue> {
+    let Some(url) = &config.catalogue else {
+        return Ok(config.data().open_catalogue()?);
+    };
+    let password = match &config.catalogue_password_env {
+        Some(var) => Some(Zeroizing::new(std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("the catalogue password variable {var} is not set")
+        })?)),
+        None => None,
+    };
+    Ok(Catalogue::connect_postgres(
+        url,
+        password.as_ref().map(|p| p.as_str()),
+    )?)
+}
+
 /// Opens the catalogue, master key, repository and guest that `config` names.
 pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)> {
     let data = config.data();
-    let catalogue = Arc::new(data.open_catalogue()?);
+    let catalogue = Arc::new(open_catalogue(&config)?);
     let storage_key_path = data.storage_key_path();
     // Keys sealed under a master key exist: a missing key file is an error then.
     let may_create = !catalogue.has_sealed_keys()? && !storage_key_path.exists();
@@ -122,7 +143,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         }
         None => MasterKey::load_or_create(&config.master_key_path(), may_create)?,
     };
-    let storage_key = StorageKey::load_or_create(&storage_key_path, &master)?;
+    let storage_key = StorageKey::load_or_create(&catalogue, &storage_key_path, &master)?;
     let keys = KeyServices::with_kms(catalogue.clone(), Arc::new(master), config.kms.keys()?);
     let secret = |var: &Option<String>, what: &str| -> anyhow::Result<Option<SecretToken>> {
         match var {
@@ -168,7 +189,11 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
     }
     let runtime = Runtime::new(Limits::default())?;
     let playback_deks = playback::DekCache::new(config.playback.dek_cache()?);
-    let (queue, receiver) = jobs::JobQueue::new();
+    let instance = tapeseal_store::ids::new_id("inst")?;
+    let (queue, receiver) = jobs::JobQueue::new(
+        instance.clone(),
+        Duration::from_secs(config.jobs.lease_secs),
+    );
     let state = Arc::new(AppState {
         config,
         catalogue,
@@ -180,6 +205,7 @@ pub fn open_state(config: Config) -> anyhow::Result<(Shared, jobs::JobReceiver)>
         operator_token,
         metrics_token,
         limits,
+        instance,
         jobs: queue,
         playback_deks,
     });
@@ -253,7 +279,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     keys::rotate_due(&state).await;
     let scheduler = tokio::spawn(keys::scheduler(state.clone()));
     let worker = tokio::spawn(jobs::worker(state.clone(), receiver));
-    state.jobs.resume(&state)?;
+    let claimer = tokio::spawn(jobs::claimer(state.clone()));
 
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -271,7 +297,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tokio::spawn(shutdown);
     println!("listening on {scheme}://{local}");
-    tracing::info!(%local, scheme, "listening");
+    tracing::info!(%local, scheme, instance = %state.instance, "listening");
     match tls {
         Some(tls) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
@@ -289,6 +315,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     scheduler.abort();
     worker.abort();
+    claimer.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `tapeseal-store`: what the server keeps. The [`catalogue`] (organisations, tokens,
-//! KEKs, schedules, recordings, jobs and the audit log, in SQLite) and the recording
+//! KEKs, schedules, recordings, jobs and the audit log, in SQLite or PostgreSQL
+//! through [`db`]) and the recording
 //! [`repo`]sitory (objects behind `object_store`), with [`durable`] writes: a thing
 //! is fsynced, named and its directory fsynced before the catalogue says it exists.
 //! It reads envelope headers with `tapeseal-core` directly and never names wasmtime
@@ -9,6 +10,7 @@
 
 pub mod catalogue;
 pub mod datadir;
+pub mod db;
 pub mod durable;
 pub mod ids;
 pub mod pinned;

@@ -46,6 +46,8 @@ pub fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+    // Every statement the catalogue runs is kept parsed.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

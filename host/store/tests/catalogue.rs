@@ -1,16 +1,290 @@
 //! The catalogue: versioned migrations that survive restarts, organisations, and API
-//! tokens whose secrets are never stored; and the CLI that bootstraps them.
+//! tokens whose secrets are never stored, KEKs, jobs, exports and the audit log.
+//!
+//! One suite, two databases: every case below `both!` runs against SQLite (a test
+//! each) and against a real PostgreSQL (a throwaway cluster on loopback, a fresh
+//! database per case), with the same assertions. A few cases look at SQLite's file
+//! itself and run there only.
+
+use std::path::PathBuf;
 
 use tapeseal_store::catalogue::{
-    AuditEvent, AuditFilter, Catalogue, CatalogueError, Role, TOKEN_PREFIX,
+    AuditEvent, AuditFilter, Catalogue, CatalogueError, KekRecord, Role, TOKEN_PREFIX,
 };
+use tapeseal_testkit::Postgres;
 
-#[test]
-fn migrations_apply_once_and_survive_reopening() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("catalogue.sqlite3");
-    let catalogue = Catalogue::open(&path).expect("open");
-    assert_eq!(catalogue.schema_version().expect("version"), 6);
+/// Where a case's catalogue lives; [`Store::open`] opens it (again).
+struct Store {
+    location: String,
+    dir: tempfile::TempDir,
+    /// The cluster's data directory, for PostgreSQL.
+    cluster: Option<PathBuf>,
+}
+
+impl Store {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = dir.path().join("catalogue.sqlite3").display().to_string();
+        Self {
+            location,
+            dir,
+            cluster: None,
+        }
+    }
+
+    fn postgres(cluster: &Postgres, case: &str) -> Self {
+        // Database names are at most 63 bytes.
+        let name: String = case.chars().take(60).collect();
+        Self {
+            location: cluster.create_database(&name),
+            dir: tempfile::tempdir().expect("tempdir"),
+            cluster: Some(cluster.data_dir().to_path_buf()),
+        }
+    }
+
+    fn open(&self) -> Catalogue {
+        Catalogue::open_location(&self.location, None).expect("open the catalogue")
+    }
+
+    /// Every file the database keeps its data in.
+    fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.is_file() {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            self.cluster.as_deref().unwrap_or(self.dir.path()),
+            &mut files,
+        );
+        assert!(!files.is_empty(), "no database files found");
+        files
+    }
+}
+
+/// Declares each case once, as a SQLite test of its own and as part of one
+/// PostgreSQL test (which starts one cluster for all of them and stops it after).
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::Store::sqlite());
+                }
+            )*
+        }
+
+        #[test]
+        fn every_case_on_postgres() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cluster = Postgres::start(dir.path());
+            $(
+                eprintln!("case {}", stringify!($case));
+                $case(&Store::postgres(&cluster, stringify!($case)));
+            )*
+        }
+    };
+}
+
+both!(
+    migrations_apply_once_and_survive_reopening,
+    tokens_authenticate_only_while_valid_and_only_their_hash_is_stored,
+    a_kek_named_by_an_unfinished_job_cannot_be_deleted,
+    lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry,
+    an_export_selects_by_time_kind_and_conversation_and_resumes_where_outcomes_stop,
+    concurrent_audit_entries_share_commits_and_are_all_durable,
+    instances_rotating_from_the_same_kek_make_one_kek,
+    audit_numbers_stay_gap_free_across_instances,
+    instances_opening_a_new_catalogue_together_migrate_it_once,
+);
+
+fn kek(org_id: &str, id: &str) -> KekRecord {
+    KekRecord {
+        id: id.into(),
+        org_id: org_id.into(),
+        public_spki: vec![1, 2, 3],
+        sealed_private: Some(vec![4, 5, 6]),
+        state: "active".into(),
+        created_at: 1,
+        wrap_algorithm: "rsa-oaep-sha256".into(),
+        kms_key_arn: None,
+    }
+}
+
+fn instances_rotating_from_the_same_kek_make_one_kek(store: &Store) {
+    use tapeseal_store::catalogue::KekHolder;
+    // Three "instances", each with its own catalogue handle (its own connections).
+    let instances: Vec<Catalogue> = (0..3).map(|_| store.open()).collect();
+    let org = instances[0].create_org("Acme", "test").expect("org");
+    let event = AuditEvent::KekCreate {
+        kek_id: "kek-first",
+        detail: "test",
+    };
+    assert!(
+        instances[0]
+            .insert_kek_replacing(&kek(&org.id, "kek-first"), None, None, "test", &event)
+            .expect("first")
+    );
+    for round in 0..5 {
+        let current = instances[0]
+            .current_kek(&org.id, KekHolder::Managed)
+            .expect("current")
+            .expect("one");
+        let barrier = std::sync::Barrier::new(instances.len() * 2);
+        let won: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = instances
+                .iter()
+                .flat_map(|c| [c, c])
+                .enumerate()
+                .map(|(i, catalogue)| {
+                    let (org, current, barrier) = (&org.id, &current.id, &barrier);
+                    scope.spawn(move || {
+                        let id = format!("kek-{round}-{i}");
+                        let event = AuditEvent::KekCreate {
+                            kek_id: &id,
+                            detail: "scheduled",
+                        };
+                        barrier.wait();
+                        catalogue
+                            .insert_kek_replacing(
+                                &kek(org, &id),
+                                Some(current),
+                                Some(1000 + round),
+                                "scheduler",
+                                &event,
+                            )
+                            .expect("rotate")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+        let keks = instances[1].list_keks(&org.id).expect("list");
+        assert_eq!(keks.len(), 2 + round as usize, "one new KEK per round");
+        let newest = instances[2]
+            .current_kek(&org.id, KekHolder::Managed)
+            .expect("current")
+            .expect("one");
+        assert_eq!(newest.id, keks[0].id, "the newest is current");
+        assert_ne!(newest.id, current.id);
+        assert_eq!(
+            instances[2].schedule(&org.id).expect("schedule").1,
+            Some(1000 + round),
+            "the winner recorded the scheduled rotation"
+        );
+    }
+    // A rotation from a KEK that is no longer current records nothing.
+    let event = AuditEvent::KekCreate {
+        kek_id: "kek-late",
+        detail: "test",
+    };
+    assert!(
+        !instances[0]
+            .insert_kek_replacing(
+                &kek(&org.id, "kek-late"),
+                Some("kek-first"),
+                None,
+                "test",
+                &event
+            )
+            .expect("late")
+    );
+    let created = instances[0]
+        .audit_log(
+            &org.id,
+            &AuditFilter {
+                action: Some("kek.create".into()),
+                ..AuditFilter::default()
+            },
+        )
+        .expect("audit");
+    assert_eq!(created.len(), 6, "one audit entry per KEK made");
+}
+
+fn audit_numbers_stay_gap_free_across_instances(store: &Store) {
+    let instances: Vec<Catalogue> = (0..3).map(|_| store.open()).collect();
+    let org = instances[0].create_org("Acme", "test").expect("org");
+    const PER_INSTANCE: usize = 60;
+    std::thread::scope(|scope| {
+        for (n, catalogue) in instances.iter().enumerate() {
+            let org = &org.id;
+            scope.spawn(move || {
+                let waits: Vec<_> = (0..PER_INSTANCE)
+                    .map(|i| {
+                        let id = format!("rec-{n}-{i}");
+                        catalogue.audit_async(
+                            org,
+                            "tok-player",
+                            &AuditEvent::RecordingDecrypt {
+                                recording_id: &id,
+                                kek_id: "kek-1",
+                                range: 0..10,
+                                len: 10,
+                            },
+                        )
+                    })
+                    .collect();
+                for result in futures::executor::block_on(futures::future::join_all(waits)) {
+                    result.expect("durable");
+                }
+            });
+        }
+    });
+    let log = instances[0]
+        .audit_log(
+            &org.id,
+            &AuditFilter {
+                limit: Some(1000),
+                ..AuditFilter::default()
+            },
+        )
+        .expect("log");
+    assert_eq!(
+        log.len(),
+        1 + 3 * PER_INSTANCE,
+        "org.create and every decrypt"
+    );
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "unique and gap-free"
+    );
+}
+
+fn instances_opening_a_new_catalogue_together_migrate_it_once(store: &Store) {
+    let opened: Vec<Catalogue> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3).map(|_| scope.spawn(|| store.open())).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for catalogue in &opened {
+        assert_eq!(catalogue.schema_version().expect("version"), 7);
+    }
+    opened[0].create_org("Acme", "test").expect("usable");
+    assert_eq!(opened[2].list_orgs().expect("orgs").len(), 1);
+}
+
+fn migrations_apply_once_and_survive_reopening(store: &Store) {
+    let catalogue = store.open();
+    assert_eq!(catalogue.schema_version().expect("version"), 7);
     let org = catalogue
         .create_org("Acme Contact Centre", "test")
         .expect("org");
@@ -19,8 +293,8 @@ fn migrations_apply_once_and_survive_reopening() {
         .expect("token");
     drop(catalogue);
 
-    let reopened = Catalogue::open(&path).expect("reopen");
-    assert_eq!(reopened.schema_version().expect("version"), 6);
+    let reopened = store.open();
+    assert_eq!(reopened.schema_version().expect("version"), 7);
     assert_eq!(reopened.find_org(&org.id).expect("by id"), org);
     assert_eq!(
         reopened
@@ -57,18 +331,15 @@ fn a_newer_catalogue_is_refused_rather_than_misread() {
             err,
             CatalogueError::TooNew {
                 found: 99,
-                known: 6
+                known: 7
             }
         ),
         "{err}"
     );
 }
 
-#[test]
-fn tokens_authenticate_only_while_valid_and_only_their_hash_is_stored() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("catalogue.sqlite3");
-    let catalogue = Catalogue::open(&path).expect("open");
+fn tokens_authenticate_only_while_valid_and_only_their_hash_is_stored(store: &Store) {
+    let catalogue = store.open();
     let a = catalogue.create_org("org-a name", "test").expect("org");
     let b = catalogue.create_org("org-b name", "test").expect("org");
     assert!(matches!(
@@ -141,8 +412,8 @@ fn tokens_authenticate_only_while_valid_and_only_their_hash_is_stored() {
     );
     drop(catalogue);
 
-    for file in std::fs::read_dir(dir.path()).expect("dir") {
-        let bytes = std::fs::read(file.expect("entry").path()).expect("read");
+    for file in store.files() {
+        let bytes = std::fs::read(file).expect("read");
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             !text.contains(recorder.secret.as_str()),
@@ -170,7 +441,7 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
     drop(v1);
 
     let catalogue = Catalogue::open(&path).expect("migrate");
-    assert_eq!(catalogue.schema_version().expect("version"), 6);
+    assert_eq!(catalogue.schema_version().expect("version"), 7);
     let seqs = |org: &str| -> Vec<(i64, String)> {
         catalogue
             .audit_log(org, &AuditFilter::default())
@@ -204,11 +475,9 @@ fn migration_2_numbers_existing_audit_entries_per_organisation() {
     assert_eq!(after.len(), 2);
 }
 
-#[test]
-fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
+fn a_kek_named_by_an_unfinished_job_cannot_be_deleted(store: &Store) {
     use tapeseal_store::catalogue::{JobState, KekRecord, KekUsers};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
+    let catalogue = store.open();
     let org = catalogue.create_org("Acme", "test").expect("org");
     for id in ["kek-old", "kek-new"] {
         let kek = KekRecord {
@@ -278,11 +547,9 @@ fn a_kek_named_by_an_unfinished_job_cannot_be_deleted() {
     ));
 }
 
-#[test]
-fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
+fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry(store: &Store) {
     use tapeseal_store::catalogue::{GrantSettings, LkmSettings};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
+    let catalogue = store.open();
     let org = catalogue.create_org("Acme", "test").expect("org");
     assert_eq!(org.key_mode, "managed");
     assert!(catalogue.lkm_settings(&org.id).expect("none").is_none());
@@ -356,13 +623,11 @@ fn lkm_settings_switch_an_organisation_to_lkm_mode_with_an_audit_entry() {
     ));
 }
 
-#[test]
-fn an_export_selects_by_time_kind_and_conversation_and_resumes_where_outcomes_stop() {
+fn an_export_selects_by_time_kind_and_conversation_and_resumes_where_outcomes_stop(store: &Store) {
     use tapeseal_store::catalogue::{
         ExportItem, ExportOutcome, ExportSelection, ExportedFile, JobState, RecordingRecord,
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalogue = Catalogue::open(&dir.path().join("catalogue.sqlite3")).expect("open");
+    let catalogue = store.open();
     let org = catalogue.create_org("Acme", "test").expect("org");
     let other = catalogue.create_org("Other", "test").expect("org");
     let record = |org_id: &str, n: i64, kind: &str, conversation: Option<&str>| RecordingRecord {
@@ -514,11 +779,8 @@ fn an_export_selects_by_time_kind_and_conversation_and_resumes_where_outcomes_st
     assert_eq!(state(&catalogue), JobState::Queued);
 }
 
-#[test]
-fn concurrent_audit_entries_share_commits_and_are_all_durable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("catalogue.sqlite3");
-    let catalogue = Catalogue::open(&path).expect("open");
+fn concurrent_audit_entries_share_commits_and_are_all_durable(store: &Store) {
+    let catalogue = store.open();
     let org = catalogue.create_org("Acme", "test").expect("org");
     let before = catalogue.audit_commits();
     const ENTRIES: usize = 200;
@@ -547,7 +809,7 @@ fn concurrent_audit_entries_share_commits_and_are_all_durable() {
     drop(catalogue);
 
     // All of them are on disk, numbered without gaps.
-    let reopened = Catalogue::open(&path).expect("reopen");
+    let reopened = store.open();
     let log = reopened
         .audit_log(
             &org.id,

@@ -193,7 +193,7 @@ fn health_metrics_and_the_openapi_document() {
         200,
     );
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["schema_version"], 6);
+    assert_eq!(health["schema_version"], 7);
 
     let meta = api.ingest(&acme.recorder, "call", "audio/wav", &noise(1000, 1));
     let id = meta["id"].as_str().expect("id");

@@ -431,20 +431,47 @@ impl KmsKeys {
     }
 
     /// Creates a new KEK under the organisation's KMS key and makes it current.
+    /// Requests that rotate from the same current KEK at once, on any instance,
+    /// make one new KEK between them, and each gets that one.
     pub async fn rotate(&self, org_id: &str, actor: &str) -> Result<CurrentKek, KeyServiceError> {
+        let base = self
+            .catalogue
+            .current_kek(org_id, KekHolder::Kms)
+            .map_err(internal)?;
+        let (_, kek) = self
+            .rotate_from(org_id, base.map(|k| k.id).as_deref(), None, actor)
+            .await?;
+        Ok(kek)
+    }
+
+    /// Makes a new KEK current in place of `base`, unless another rotation replaced
+    /// `base` first; then that rotation's KEK is returned, with `false`.
+    async fn rotate_from(
+        &self,
+        org_id: &str,
+        base: Option<&str>,
+        scheduled_at: Option<i64>,
+        actor: &str,
+    ) -> Result<(bool, CurrentKek), KeyServiceError> {
         let record = self.new_kek(org_id).await?;
         let arn = record.kms_key_arn.clone().unwrap_or_default();
-        self.catalogue
-            .insert_kek(
-                &record,
-                actor,
-                &AuditEvent::KekCreate {
-                    kek_id: &record.id,
-                    detail: &kek_detail(&arn),
-                },
-            )
+        let event = AuditEvent::KekCreate {
+            kek_id: &record.id,
+            detail: &kek_detail(&arn),
+        };
+        let made = self
+            .catalogue
+            .insert_kek_replacing(&record, base, scheduled_at, actor, &event)
             .map_err(internal)?;
-        current_of(record).map_err(internal)
+        if made {
+            return Ok((true, current_of(record).map_err(internal)?));
+        }
+        let current = self
+            .catalogue
+            .current_kek(org_id, KekHolder::Kms)
+            .map_err(internal)?
+            .ok_or_else(|| KeyServiceError::Internal("the current KEK vanished".into()))?;
+        Ok((false, current_of(current).map_err(internal)?))
     }
 
     /// The KEK new recordings are sealed for, created on first use.
@@ -465,14 +492,15 @@ impl KmsKeys {
         org_id: &str,
         now_ms: i64,
     ) -> Result<Option<CurrentKek>, KeyServiceError> {
-        if !rotation_due(&self.catalogue, org_id, KekHolder::Kms, now_ms).map_err(internal)? {
+        let Some(due) =
+            rotation_due(&self.catalogue, org_id, KekHolder::Kms, now_ms).map_err(internal)?
+        else {
             return Ok(None);
-        }
-        let kek = self.rotate(org_id, "scheduler").await?;
-        self.catalogue
-            .mark_rotated(org_id, now_ms)
-            .map_err(internal)?;
-        Ok(Some(kek))
+        };
+        let (made, kek) = self
+            .rotate_from(org_id, Some(&due), Some(now_ms), "scheduler")
+            .await?;
+        Ok(made.then_some(kek))
     }
 
     /// Unwraps one stanza's DEK with `record`'s private key: cached, or decrypted

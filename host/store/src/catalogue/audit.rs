@@ -1,7 +1,7 @@
 //! The audit log: an append-only record of who did what to which recording and KEK,
 //! read back per organisation with filters.
 
-use rusqlite::{Connection, params};
+use crate::db::params;
 use serde::Serialize;
 
 use super::{Catalogue, Result, Role, committer};
@@ -338,11 +338,11 @@ impl AuditEvent<'_> {
 /// Appends an entry inside a caller's transaction, so it commits with the change it
 /// records.
 pub(super) fn append(
-    conn: &Connection,
+    conn: &crate::db::Tx<'_>,
     org_id: &str,
     actor: &str,
     event: &AuditEvent<'_>,
-) -> rusqlite::Result<()> {
+) -> std::result::Result<(), crate::db::DbError> {
     Row::new(org_id, actor, event).insert(conn)
 }
 
@@ -370,13 +370,13 @@ impl Row {
         }
     }
 
-    pub(super) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.prepare_cached(
-            "INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
+    pub(super) fn insert(
+        &self,
+        tx: &crate::db::Tx<'_>,
+    ) -> std::result::Result<(), crate::db::DbError> {
+        tx.execute("INSERT INTO audit_log (at, org_id, org_seq, actor, action, recording_id, kek_id, detail)
              VALUES (?1, ?2, (SELECT COALESCE(MAX(org_seq), 0) + 1 FROM audit_log WHERE org_id = ?2),
-                     ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
+                     ?3, ?4, ?5, ?6, ?7)", params![
                 self.at,
                 self.org_id,
                 self.actor,
@@ -459,19 +459,16 @@ impl Catalogue {
 
     /// The organisation's audit entries that match `filter`, oldest first.
     pub fn audit_log(&self, org_id: &str, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        crate::blocking(|| {
+        self.read(|tx| {
             let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT org_seq, at, org_id, actor, action, recording_id, kek_id, detail FROM audit_log
+
+            let rows = tx.query_map("SELECT org_seq, at, org_id, actor, action, recording_id, kek_id, detail FROM audit_log
                  WHERE org_id = ?1
                    AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
                    AND (?4 IS NULL OR actor = ?4) AND (?5 IS NULL OR recording_id = ?5)
                    AND (?6 IS NULL OR kek_id = ?6) AND (?7 IS NULL OR action = ?7)
                    AND (?8 IS NULL OR org_seq > ?8)
                  ORDER BY org_seq LIMIT ?9",
-            )?;
-            let rows = stmt.query_map(
                 params![
                     org_id,
                     filter.from_ms,
@@ -496,7 +493,7 @@ impl Catalogue {
                     })
                 },
             )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         })
     }
 }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::db::{Db, DbError};
 use futures::channel::oneshot;
-use rusqlite::Connection;
 
 use super::audit::{AuditEvent, Row};
 use super::{CatalogueError, Result};
@@ -47,13 +47,13 @@ impl Drop for Committer {
 
 impl Committer {
     /// Starts the writer thread; it ends when the committer is dropped.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
+    pub(super) fn start(db: Db) -> std::io::Result<Self> {
         let (mailbox, queue) = channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("audit-commit".into())
-            .spawn(move || write(conn, &queue, &counter))?;
+            .spawn(move || write(&db, &queue, &counter))?;
         Ok(Self {
             mailbox: Mutex::new(Some(mailbox)),
             commits,
@@ -103,7 +103,7 @@ pub(super) async fn durable(answer: oneshot::Receiver<Result<(), String>>) -> Re
     }
 }
 
-fn write(mut conn: Connection, queue: &Receiver<Pending>, commits: &AtomicU64) {
+fn write(db: &Db, queue: &Receiver<Pending>, commits: &AtomicU64) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -112,7 +112,7 @@ fn write(mut conn: Connection, queue: &Receiver<Pending>, commits: &AtomicU64) {
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
+        let result = commit(db, &batch).map_err(|e| e.to_string());
         commits.fetch_add(1, Ordering::Relaxed);
         for pending in batch {
             let _ = pending.done.send(result.clone());
@@ -120,10 +120,13 @@ fn write(mut conn: Connection, queue: &Receiver<Pending>, commits: &AtomicU64) {
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for pending in batch {
-        pending.row.insert(&tx)?;
-    }
-    tx.commit()
+/// Writes a batch in one transaction (run again as a whole if PostgreSQL reports a
+/// conflict with another instance's writer: the numbering stays gap-free).
+fn commit(db: &Db, batch: &[Pending]) -> Result<(), DbError> {
+    db.write(|tx| {
+        for pending in batch {
+            pending.row.insert(tx)?;
+        }
+        Ok(())
+    })
 }

@@ -3,7 +3,7 @@
 //! one transaction, once the exported file is durable at its destination: a job
 //! resumed after a crash redoes exactly the recordings without an outcome.
 
-use rusqlite::params;
+use crate::db::{Tx, params};
 use serde::{Deserialize, Serialize};
 
 use super::audit::append;
@@ -88,12 +88,17 @@ pub struct ExportTotals {
 
 /// The SQL condition of a selection, on `recordings` with `?1` the organisation and
 /// `?2`..`?7` the selection's fields (lists as JSON arrays).
-const SELECTED: &str = "org_id = ?1
-    AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3)
-    AND (?4 IS NULL OR created_at <= ?4)
-    AND (json_array_length(?5) = 0 OR media_kind IN (SELECT value FROM json_each(?5)))
-    AND (json_array_length(?6) = 0 OR conversation_id IN (SELECT value FROM json_each(?6)))
-    AND (json_array_length(?7) = 0 OR id IN (SELECT value FROM json_each(?7)))";
+fn selected(tx: &Tx<'_>) -> String {
+    format!(
+        "org_id = ?1
+         AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3)
+         AND (?4 IS NULL OR created_at <= ?4)
+         AND {} AND {} AND {}",
+        tx.in_json_array_or_empty("media_kind", 5),
+        tx.in_json_array_or_empty("conversation_id", 6),
+        tx.in_json_array_or_empty("id", 7)
+    )
+}
 
 fn list_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
@@ -106,11 +111,13 @@ impl Catalogue {
         org_id: &str,
         selection: &ExportSelection,
     ) -> Result<(u64, u64)> {
-        crate::blocking(|| {
+        self.read(|tx| {
             let s = selection;
-            let (count, bytes): (i64, i64) = self.conn().query_row(
+            let (count, bytes): (i64, i64) = tx.query_one(
                 &format!(
-                    "SELECT COUNT(*), COALESCE(SUM(plaintext_len), 0) FROM recordings WHERE {SELECTED}"
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(plaintext_len), 0) AS BIGINT) FROM recordings
+                     WHERE {}",
+                    selected(tx)
                 ),
                 params![
                     org_id,
@@ -137,18 +144,19 @@ impl Catalogue {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RecordingRecord>> {
-        crate::blocking(|| {
+        self.read(|tx| {
             let s = selection;
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {RECORDING_COLUMNS} FROM recordings WHERE {SELECTED}
+
+            let rows = tx.query_map(
+                &format!(
+                    "SELECT {RECORDING_COLUMNS} FROM recordings WHERE {}
                    AND (?8 IS NULL OR id > ?8)
                    AND NOT EXISTS (SELECT 1 FROM export_items
                                    WHERE export_items.job_id = ?9
                                      AND export_items.recording_id = recordings.id)
-                 ORDER BY id LIMIT ?10"
-            ))?;
-            let rows = stmt.query_map(
+                 ORDER BY id LIMIT ?10",
+                    selected(tx)
+                ),
                 params![
                     org_id,
                     s.from_ms,
@@ -163,7 +171,7 @@ impl Catalogue {
                 ],
                 recording_row,
             )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         })
     }
 
@@ -179,16 +187,21 @@ impl Catalogue {
         actor: &str,
         event: Option<&AuditEvent<'_>>,
     ) -> Result<()> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let now = now_ms();
             match &item.outcome {
                 ExportOutcome::Done(f) => tx.execute(
-                    "INSERT OR REPLACE INTO export_items
+                    "INSERT INTO export_items
                        (job_id, recording_id, state, path, metadata_path, bytes, plaintext_len,
                         plaintext_sha256, file_sha256, kek_id, error, finished_at)
-                     VALUES (?1, ?2, 'done', ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
+                     VALUES (?1, ?2, 'done', ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)
+                     ON CONFLICT (job_id, recording_id) DO UPDATE SET
+                       state = excluded.state, path = excluded.path,
+                       metadata_path = excluded.metadata_path, bytes = excluded.bytes,
+                       plaintext_len = excluded.plaintext_len,
+                       plaintext_sha256 = excluded.plaintext_sha256,
+                       file_sha256 = excluded.file_sha256, kek_id = excluded.kek_id,
+                       error = NULL, finished_at = excluded.finished_at",
                     params![
                         job_id,
                         item.recording_id,
@@ -203,8 +216,12 @@ impl Catalogue {
                     ],
                 )?,
                 ExportOutcome::Failed(error) => tx.execute(
-                    "INSERT OR REPLACE INTO export_items (job_id, recording_id, state, error, finished_at)
-                     VALUES (?1, ?2, 'failed', ?3, ?4)",
+                    "INSERT INTO export_items (job_id, recording_id, state, error, finished_at)
+                     VALUES (?1, ?2, 'failed', ?3, ?4)
+                     ON CONFLICT (job_id, recording_id) DO UPDATE SET
+                       state = 'failed', path = NULL, metadata_path = NULL, bytes = NULL,
+                       plaintext_len = NULL, plaintext_sha256 = NULL, file_sha256 = NULL,
+                       kek_id = NULL, error = excluded.error, finished_at = excluded.finished_at",
                     params![job_id, item.recording_id, error, now],
                 )?,
             };
@@ -213,9 +230,8 @@ impl Catalogue {
                 params![progress.to_string(), now, org_id, job_id],
             )?;
             if let Some(event) = event {
-                append(&tx, org_id, actor, event)?;
+                append(tx, org_id, actor, event)?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -228,53 +244,55 @@ impl Catalogue {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ExportItem>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
+        self.read(|tx| {
+            let rows = tx.query_map(
                 "SELECT recording_id, state, path, metadata_path, bytes, plaintext_len,
                         plaintext_sha256, file_sha256, kek_id, error
                  FROM export_items WHERE job_id = ?1 AND (?2 IS NULL OR recording_id > ?2)
                  ORDER BY recording_id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![job_id, after_id, limit.clamp(1, 1000)], |row| {
-                let state: String = row.get(1)?;
-                let outcome = if state == "done" {
-                    ExportOutcome::Done(ExportedFile {
-                        path: row.get(2)?,
-                        metadata_path: row.get(3)?,
-                        bytes: row.get::<_, i64>(4)?.unsigned_abs(),
-                        plaintext_len: row.get::<_, i64>(5)?.unsigned_abs(),
-                        plaintext_sha256: row.get(6)?,
-                        file_sha256: row.get(7)?,
-                        kek_id: row.get(8)?,
+                params![job_id, after_id, limit.clamp(1, 1000)],
+                |row| {
+                    let state: String = row.get(1)?;
+                    let outcome = if state == "done" {
+                        ExportOutcome::Done(ExportedFile {
+                            path: row.get(2)?,
+                            metadata_path: row.get(3)?,
+                            bytes: row.get::<i64>(4)?.unsigned_abs(),
+                            plaintext_len: row.get::<i64>(5)?.unsigned_abs(),
+                            plaintext_sha256: row.get(6)?,
+                            file_sha256: row.get(7)?,
+                            kek_id: row.get(8)?,
+                        })
+                    } else {
+                        ExportOutcome::Failed(row.get::<Option<String>>(9)?.unwrap_or_default())
+                    };
+                    Ok(ExportItem {
+                        recording_id: row.get(0)?,
+                        outcome,
                     })
-                } else {
-                    ExportOutcome::Failed(row.get::<_, Option<String>>(9)?.unwrap_or_default())
-                };
-                Ok(ExportItem {
-                    recording_id: row.get(0)?,
-                    outcome,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+                },
+            )?;
+            Ok(rows)
         })
     }
 
     /// A job's recorded outcomes summed up: recordings written, recordings failed,
     /// their plaintext bytes and the bytes of their files.
     pub fn export_totals(&self, job_id: &str) -> Result<ExportTotals> {
-        crate::blocking(|| {
-            Ok(self.conn().query_row(
-                "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'failed'), 0),
-                        COALESCE(SUM(plaintext_len), 0), COALESCE(SUM(bytes), 0)
+        self.read(|tx| {
+            Ok(tx.query_one(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(plaintext_len), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(bytes), 0) AS BIGINT)
                  FROM export_items WHERE job_id = ?1",
                 params![job_id],
                 |row| {
                     Ok(ExportTotals {
-                        exported: row.get::<_, i64>(0)?.unsigned_abs(),
-                        failed: row.get::<_, i64>(1)?.unsigned_abs(),
-                        plaintext_bytes: row.get::<_, i64>(2)?.unsigned_abs(),
-                        file_bytes: row.get::<_, i64>(3)?.unsigned_abs(),
+                        exported: row.get::<i64>(0)?.unsigned_abs(),
+                        failed: row.get::<i64>(1)?.unsigned_abs(),
+                        plaintext_bytes: row.get::<i64>(2)?.unsigned_abs(),
+                        file_bytes: row.get::<i64>(3)?.unsigned_abs(),
                     })
                 },
             )?)
@@ -284,8 +302,8 @@ impl Catalogue {
     /// Forgets a job's failed outcomes, so that the job, queued again, retries those
     /// recordings. Returns how many it forgot.
     pub fn forget_failed_exports(&self, job_id: &str) -> Result<u64> {
-        crate::blocking(|| {
-            let n = self.conn().execute(
+        self.read(|tx| {
+            let n = tx.execute(
                 "DELETE FROM export_items WHERE job_id = ?1 AND state = 'failed'",
                 params![job_id],
             )?;

@@ -1,7 +1,7 @@
 //! Background jobs (rewrap and export): their parameters and progress live in the
 //! catalogue, so a job survives a restart and resumes where it stopped.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::params;
 use serde::Serialize;
 
 use super::audit::append;
@@ -76,7 +76,7 @@ pub struct Job {
 
 const JOB_COLUMNS: &str = "id, org_id, kind, state, params, progress, created_at, updated_at";
 
-fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+fn job_row(row: &crate::db::Row) -> std::result::Result<Job, crate::db::DbError> {
     let state: String = row.get(3)?;
     let params: String = row.get(4)?;
     let progress: Option<String> = row.get(5)?;
@@ -105,7 +105,7 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<Job> {
-        crate::blocking(|| {
+        self.write(|tx| {
             let now = now_ms();
             let job = Job {
                 id: ids::new_id("job")?,
@@ -117,8 +117,6 @@ impl Catalogue {
                 created_at: now,
                 updated_at: now,
             };
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO jobs (id, org_id, kind, state, params, progress, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
@@ -132,49 +130,133 @@ impl Catalogue {
                     now
                 ],
             )?;
-            append(&tx, org_id, actor, event)?;
-            tx.commit()?;
+            append(tx, org_id, actor, event)?;
             Ok(job)
         })
     }
 
     /// One job of an organisation.
     pub fn job(&self, org_id: &str, job_id: &str) -> Result<Option<Job>> {
-        crate::blocking(|| {
-            Ok(self
-                .conn()
-                .query_row(
-                    &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = ?1 AND id = ?2"),
-                    params![org_id, job_id],
-                    job_row,
-                )
-                .optional()?)
+        self.read(|tx| {
+            Ok(tx.query_opt(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = ?1 AND id = ?2"),
+                params![org_id, job_id],
+                job_row,
+            )?)
         })
     }
 
     /// The organisation's jobs, newest first.
     pub fn list_jobs(&self, org_id: &str) -> Result<Vec<Job>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1000"
-            ))?;
-            let rows = stmt.query_map(params![org_id], job_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+
+            let rows = tx.query_map(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = ?1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            ), params![org_id], job_row)?;
+            Ok(rows)
         })
     }
 
-    /// Every job of any organisation that has not finished, oldest first: what a
-    /// starting server resumes.
-    pub fn unfinished_jobs(&self) -> Result<Vec<Job>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running')
-                 ORDER BY created_at, rowid"
-            ))?;
-            let rows = stmt.query_map([], job_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    /// Unfinished jobs of any organisation that no instance holds a live lease on
+    /// at `now_ms` (never claimed, released, or left by an instance that died),
+    /// oldest first, as `(organisation, job)`: what an instance may claim.
+    pub fn claimable_jobs(&self, now_ms: i64) -> Result<Vec<(String, String)>> {
+        self.read(|tx| {
+            Ok(tx.query_map(
+                "SELECT org_id, id FROM jobs WHERE state IN ('queued', 'running')
+                   AND (lease_owner IS NULL OR lease_until < ?1)
+                 ORDER BY created_at, id",
+                params![now_ms],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?)
+        })
+    }
+
+    /// Takes the lease on an unfinished job for `owner` (an instance) until
+    /// `lease_ms` from now, if no other instance holds a live one; returns the job
+    /// when it did. Instances claiming the same job at once: one gets it.
+    pub fn claim_job(
+        &self,
+        org_id: &str,
+        job_id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Job>> {
+        self.write(|tx| {
+            let now = now_ms();
+            let job = tx.query_opt(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs
+                     WHERE org_id = ?1 AND id = ?2 AND state IN ('queued', 'running')
+                       AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_until < ?4)"
+                ),
+                params![org_id, job_id, owner, now],
+                job_row,
+            )?;
+            if job.is_some() {
+                tx.execute(
+                    "UPDATE jobs SET lease_owner = ?1, lease_until = ?2 WHERE id = ?3",
+                    params![owner, now.saturating_add(lease_ms), job_id],
+                )?;
+            }
+            Ok(job)
+        })
+    }
+
+    /// Extends `owner`'s lease on a job to `lease_ms` from now; `false` when it no
+    /// longer holds it or the job is no longer queued or running (finished, or
+    /// cancelled through any instance): the owner must then stop working on it.
+    pub fn renew_job_lease(&self, job_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+        self.read(|tx| {
+            let n = tx.execute(
+                "UPDATE jobs SET lease_until = ?1
+                 WHERE id = ?2 AND lease_owner = ?3 AND state IN ('queued', 'running')",
+                params![now_ms().saturating_add(lease_ms), job_id, owner],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Gives up `owner`'s lease on a job (it finished, failed or stopped here).
+    pub fn release_job(&self, job_id: &str, owner: &str) -> Result<()> {
+        self.read(|tx| {
+            tx.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2",
+                params![job_id, owner],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records a job's state and progress for the instance `owner` running it, only
+    /// while it holds the job's lease: `false` (nothing written) once another
+    /// instance has taken the job over, so that a stalled instance cannot write
+    /// over its successor's progress. A cancelled job stays cancelled.
+    pub fn update_job_as(
+        &self,
+        owner: &str,
+        org_id: &str,
+        job_id: &str,
+        state: JobState,
+        progress: &serde_json::Value,
+    ) -> Result<bool> {
+        self.read(|tx| {
+            let n = tx.execute(
+                "UPDATE jobs SET state = CASE WHEN state = 'cancelled' AND ?1 != 'queued'
+                                              THEN state ELSE ?1 END,
+                                 progress = ?2, updated_at = ?3
+                 WHERE org_id = ?4 AND id = ?5 AND lease_owner = ?6",
+                params![
+                    state.name(),
+                    progress.to_string(),
+                    now_ms(),
+                    org_id,
+                    job_id,
+                    owner
+                ],
+            )?;
+            Ok(n == 1)
         })
     }
 
@@ -188,9 +270,8 @@ impl Catalogue {
         state: JobState,
         progress: &serde_json::Value,
     ) -> Result<()> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let n = conn.execute(
+        self.read(|tx| {
+            let n = tx.execute(
                 "UPDATE jobs SET state = CASE WHEN state = 'cancelled' AND ?1 != 'queued'
                                               THEN state ELSE ?1 END,
                                  progress = ?2, updated_at = ?3
@@ -215,16 +296,12 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<bool> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let current: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM jobs WHERE org_id = ?1 AND id = ?2",
-                    params![org_id, job_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
+        self.write(|tx| {
+            let current: Option<String> = tx.query_opt(
+                "SELECT state FROM jobs WHERE org_id = ?1 AND id = ?2",
+                params![org_id, job_id],
+                |row| row.get(0),
+            )?;
             let Some(current) = current.as_deref().and_then(JobState::from_name) else {
                 return Err(CatalogueError::Invalid("no such job"));
             };
@@ -235,8 +312,7 @@ impl Catalogue {
                 "UPDATE jobs SET state = ?1, updated_at = ?2 WHERE org_id = ?3 AND id = ?4",
                 params![to.name(), now_ms(), org_id, job_id],
             )?;
-            append(&tx, org_id, actor, event)?;
-            tx.commit()?;
+            append(tx, org_id, actor, event)?;
             Ok(true)
         })
     }

@@ -1,6 +1,6 @@
 //! KEKs and rotation schedules as the catalogue records them, and the deletion guard.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::params;
 
 use super::audit::append;
 use super::{AuditEvent, Catalogue, CatalogueError, Result};
@@ -92,7 +92,7 @@ impl std::fmt::Debug for KekRecord {
     }
 }
 
-pub(super) fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
+pub(super) fn kek_row(row: &crate::db::Row) -> std::result::Result<KekRecord, crate::db::DbError> {
     Ok(KekRecord {
         id: row.get(0)?,
         org_id: row.get(1)?,
@@ -108,15 +108,61 @@ pub(super) fn kek_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KekRecord> {
 pub(super) const KEK_COLUMNS: &str =
     "id, org_id, public_spki, sealed_private, state, created_at, wrap_algorithm, kms_key_arn";
 
+/// The newest active KEK of `holder`, read inside a transaction.
+fn current_in(
+    tx: &crate::db::Tx<'_>,
+    org_id: &str,
+    holder: KekHolder,
+) -> Result<Option<KekRecord>> {
+    Ok(tx.query_opt(
+        &format!(
+            "SELECT {KEK_COLUMNS} FROM keks
+             WHERE org_id = ?1 AND state = 'active' AND {}
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+            holder.condition()
+        ),
+        params![org_id],
+        kek_row,
+    )?)
+}
+
 impl Catalogue {
+    /// Makes `kek` the organisation's current KEK of its holder, with its audit
+    /// entry, only if the current one is still `replacing` (`None`: there is none
+    /// yet); for a scheduled rotation, `scheduled_at` is recorded as the schedule's
+    /// last rotation in the same transaction. Returns `false`, recording nothing,
+    /// when another rotation got there first: however many instances or requests
+    /// rotate from the same KEK at once, one new KEK results.
+    pub fn insert_kek_replacing(
+        &self,
+        kek: &KekRecord,
+        replacing: Option<&str>,
+        scheduled_at: Option<i64>,
+        actor: &str,
+        event: &AuditEvent<'_>,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let current = current_in(tx, &kek.org_id, kek.holder())?;
+            if current.as_ref().map(|k| k.id.as_str()) != replacing {
+                return Ok(false);
+            }
+            insert_kek(tx, kek)?;
+            if let Some(at) = scheduled_at {
+                tx.execute(
+                    "UPDATE rotation_schedules SET last_rotated_at = ?1 WHERE org_id = ?2",
+                    params![at, kek.org_id],
+                )?;
+            }
+            append(tx, &kek.org_id, actor, event)?;
+            Ok(true)
+        })
+    }
+
     /// Records a new active KEK and its audit entry in one transaction.
     pub fn insert_kek(&self, kek: &KekRecord, actor: &str, event: &AuditEvent<'_>) -> Result<()> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            insert_kek(&tx, kek)?;
-            append(&tx, &kek.org_id, actor, event)?;
-            tx.commit()?;
+        self.write(|tx| {
+            insert_kek(tx, kek)?;
+            append(tx, &kek.org_id, actor, event)?;
             Ok(())
         })
     }
@@ -124,13 +170,14 @@ impl Catalogue {
     /// Whether any private key is sealed under a master key (so a missing master
     /// key file must not be replaced by a new one).
     pub fn has_sealed_keys(&self) -> Result<bool> {
-        crate::blocking(|| {
-            Ok(self.conn().query_row(
+        self.read(|tx| {
+            Ok(tx.query_one(
                 "SELECT EXISTS (SELECT 1 FROM keks
                                 WHERE sealed_private IS NOT NULL AND kms_key_arn IS NULL)
                      OR EXISTS (SELECT 1 FROM lkm_settings)
-                     OR EXISTS (SELECT 1 FROM kms_settings WHERE sealed_secret_key IS NOT NULL)",
-                [],
+                     OR EXISTS (SELECT 1 FROM kms_settings WHERE sealed_secret_key IS NOT NULL)
+                     OR EXISTS (SELECT 1 FROM server_secrets)",
+                params![],
                 |row| row.get(0),
             )?)
         })
@@ -139,21 +186,7 @@ impl Catalogue {
     /// The organisation's newest active KEK held by `holder`: the one new
     /// recordings use while the organisation's key mode is that holder's.
     pub fn current_kek(&self, org_id: &str, holder: KekHolder) -> Result<Option<KekRecord>> {
-        crate::blocking(|| {
-            Ok(self
-                .conn()
-                .query_row(
-                    &format!(
-                        "SELECT {KEK_COLUMNS} FROM keks
-                         WHERE org_id = ?1 AND state = 'active' AND {}
-                         ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                        holder.condition()
-                    ),
-                    params![org_id],
-                    kek_row,
-                )
-                .optional()?)
-        })
+        self.read(|tx| current_in(tx, org_id, holder))
     }
 
     /// The KEK new recordings of the organisation use: the newest active one held
@@ -167,35 +200,31 @@ impl Catalogue {
 
     /// One KEK of an organisation (never another organisation's).
     pub fn kek(&self, org_id: &str, kek_id: &str) -> Result<Option<KekRecord>> {
-        crate::blocking(|| {
+        self.read(|tx| {
             // Asked on every unwrap: the parsed statement is kept.
-            Ok(self
-                .conn()
-                .prepare_cached(&format!(
-                    "SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 AND id = ?2"
-                ))?
-                .query_row(params![org_id, kek_id], kek_row)
-                .optional()?)
+            Ok(tx.query_opt(
+                &format!("SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 AND id = ?2"),
+                params![org_id, kek_id],
+                kek_row,
+            )?)
         })
     }
 
     /// Every KEK of an organisation, newest first.
     pub fn list_keks(&self, org_id: &str) -> Result<Vec<KekRecord>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 ORDER BY created_at DESC, rowid DESC"
-            ))?;
-            let rows = stmt.query_map(params![org_id], kek_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            let rows = tx.query_map(&format!(
+                "SELECT {KEK_COLUMNS} FROM keks WHERE org_id = ?1 ORDER BY created_at DESC, id DESC"
+            ), params![org_id], kek_row)?;
+            Ok(rows)
         })
     }
 
     /// Marks a KEK retired: it keeps unwrapping what it wraps but is never current
     /// again. Says whether it was active.
     pub fn retire_kek(&self, org_id: &str, kek_id: &str) -> Result<bool> {
-        crate::blocking(|| {
-            let n = self.conn().execute(
+        self.read(|tx| {
+            let n = tx.execute(
                 "UPDATE keks SET state = 'retired', retired_at = ?1
                  WHERE org_id = ?2 AND id = ?3 AND state = 'active'",
                 params![now_ms(), org_id, kek_id],
@@ -206,8 +235,8 @@ impl Catalogue {
 
     /// How many stored recordings still reference a KEK.
     pub fn recordings_using_kek(&self, org_id: &str, kek_id: &str) -> Result<u64> {
-        crate::blocking(|| {
-            let n: i64 = self.conn().query_row(
+        self.read(|tx| {
+            let n: i64 = tx.query_one(
                 "SELECT COUNT(*) FROM recordings WHERE org_id = ?1 AND kek_id = ?2",
                 params![org_id, kek_id],
                 |row| row.get(0),
@@ -225,28 +254,27 @@ impl Catalogue {
         kek_id: &str,
         actor: &str,
     ) -> Result<Result<(), KekUsers>> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM keks WHERE org_id = ?1 AND id = ?2",
-                    params![org_id, kek_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
+        self.write(|tx| {
+            let exists: Option<String> = tx.query_opt(
+                "SELECT id FROM keks WHERE org_id = ?1 AND id = ?2",
+                params![org_id, kek_id],
+                |row| row.get(0),
+            )?;
             if exists.is_none() {
                 return Err(CatalogueError::NoSuchKek);
             }
-            let recordings: i64 = tx.query_row(
+            let recordings: i64 = tx.query_one(
                 "SELECT COUNT(*) FROM recordings WHERE org_id = ?1 AND kek_id = ?2",
                 params![org_id, kek_id],
                 |row| row.get(0),
             )?;
-            let jobs: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM jobs WHERE org_id = ?1 AND state IN ('queued', 'running')
-                   AND (json_extract(params, '$.from_kek_id') = ?2
-                        OR json_extract(params, '$.to_kek_id') = ?2)",
+            let jobs: i64 = tx.query_one(
+                &format!(
+                    "SELECT COUNT(*) FROM jobs WHERE org_id = ?1 AND state IN ('queued', 'running')
+                       AND ({} = ?2 OR {} = ?2)",
+                    tx.json_text("params", "from_kek_id"),
+                    tx.json_text("params", "to_kek_id")
+                ),
                 params![org_id, kek_id],
                 |row| row.get(0),
             )?;
@@ -261,15 +289,22 @@ impl Catalogue {
                 "DELETE FROM keks WHERE org_id = ?1 AND id = ?2",
                 params![org_id, kek_id],
             )?;
-            append(&tx, org_id, actor, &AuditEvent::KekDelete { kek_id })?;
-            tx.commit()?;
+            append(tx, org_id, actor, &AuditEvent::KekDelete { kek_id })?;
             Ok(Ok(()))
         })
     }
 }
 
-/// Inserts a new active KEK, refusing an id that exists.
-pub(super) fn insert_kek(tx: &rusqlite::Transaction<'_>, kek: &KekRecord) -> Result<()> {
+/// Inserts a new active KEK, refusing an id that exists. Its creation time is made
+/// later than that of every other KEK of the organisation, so that "newest" is
+/// always one KEK, however close together two were made.
+pub(super) fn insert_kek(tx: &crate::db::Tx<'_>, kek: &KekRecord) -> Result<()> {
+    let latest: Option<i64> = tx.query_one(
+        "SELECT MAX(created_at) FROM keks WHERE org_id = ?1",
+        params![kek.org_id],
+        |row| row.get(0),
+    )?;
+    let created_at = kek.created_at.max(latest.map_or(i64::MIN, |t| t + 1));
     let inserted = tx.execute(
         "INSERT INTO keks (id, org_id, public_spki, sealed_private, state, created_at,
                            wrap_algorithm, kms_key_arn)
@@ -279,7 +314,7 @@ pub(super) fn insert_kek(tx: &rusqlite::Transaction<'_>, kek: &KekRecord) -> Res
             kek.org_id,
             kek.public_spki,
             kek.sealed_private,
-            kek.created_at,
+            created_at,
             kek.wrap_algorithm,
             kek.kms_key_arn
         ],
@@ -302,15 +337,13 @@ pub struct KekUsers {
 impl Catalogue {
     /// An organisation's rotation period and when its KEK last rotated by schedule.
     pub fn schedule(&self, org_id: &str) -> Result<(Period, Option<i64>)> {
-        crate::blocking(|| {
-            let (period, last): (String, Option<i64>) = self
-                .conn()
-                .query_row(
+        self.read(|tx| {
+            let (period, last): (String, Option<i64>) = tx
+                .query_opt(
                     "SELECT period, last_rotated_at FROM rotation_schedules WHERE org_id = ?1",
                     params![org_id],
                     |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?
+                )?
                 .ok_or_else(|| CatalogueError::NoSuchOrg(org_id.to_string()))?;
             let period = Period::from_name(&period).ok_or(CatalogueError::Invalid(
                 "unknown rotation period in the catalogue",
@@ -322,9 +355,7 @@ impl Catalogue {
     /// Sets an organisation's rotation period, audited as done by `actor`; it is
     /// kept across restarts.
     pub fn set_schedule(&self, org_id: &str, period: Period, actor: &str) -> Result<()> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let n = tx.execute(
                 "UPDATE rotation_schedules SET period = ?1 WHERE org_id = ?2",
                 params![period.name(), org_id],
@@ -332,19 +363,7 @@ impl Catalogue {
             if n == 0 {
                 return Err(CatalogueError::NoSuchOrg(org_id.to_string()));
             }
-            append(&tx, org_id, actor, &AuditEvent::ScheduleSet { period })?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Records that a scheduled rotation happened.
-    pub fn mark_rotated(&self, org_id: &str, at_ms: i64) -> Result<()> {
-        crate::blocking(|| {
-            self.conn().execute(
-                "UPDATE rotation_schedules SET last_rotated_at = ?1 WHERE org_id = ?2",
-                params![at_ms, org_id],
-            )?;
+            append(tx, org_id, actor, &AuditEvent::ScheduleSet { period })?;
             Ok(())
         })
     }

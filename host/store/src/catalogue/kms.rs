@@ -2,7 +2,7 @@
 //! switch into KMS mode, the KMS key change (every KEK's ciphertext replaced in one
 //! transaction), and the switch of an organisation's key mode.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::params;
 
 use super::audit::append;
 use super::keks::{KekHolder, KekRecord, insert_kek};
@@ -63,7 +63,7 @@ impl std::fmt::Debug for KmsRekey {
     }
 }
 
-fn settings_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KmsSettings> {
+fn settings_row(row: &crate::db::Row) -> std::result::Result<KmsSettings, crate::db::DbError> {
     Ok(KmsSettings {
         org_id: row.get(0)?,
         key_id: row.get(1)?,
@@ -78,17 +78,14 @@ fn settings_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KmsSettings> {
 impl Catalogue {
     /// The organisation's KMS settings, if it has any.
     pub fn kms_settings(&self, org_id: &str) -> Result<Option<KmsSettings>> {
-        crate::blocking(|| {
-            Ok(self
-                .conn()
-                .query_row(
-                    "SELECT org_id, key_id, key_arn, region, access_key_id, sealed_secret_key,
+        self.read(|tx| {
+            Ok(tx.query_opt(
+                "SELECT org_id, key_id, key_arn, region, access_key_id, sealed_secret_key,
                             updated_at
                      FROM kms_settings WHERE org_id = ?1",
-                    params![org_id],
-                    settings_row,
-                )
-                .optional()?)
+                params![org_id],
+                settings_row,
+            )?)
         })
     }
 
@@ -115,10 +112,8 @@ impl Catalogue {
         actor: &str,
         events: &[AuditEvent<'_>],
     ) -> Result<i64> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let updated_at = switch_mode(&tx, KekHolder::Kms, &settings.org_id)?;
+        self.write(|tx| {
+            let updated_at = switch_mode(tx, KekHolder::Kms, &settings.org_id)?;
             tx.execute(
                 "INSERT INTO kms_settings (org_id, key_id, key_arn, region, access_key_id,
                                            sealed_secret_key, updated_at)
@@ -156,7 +151,7 @@ impl Catalogue {
                     ));
                 }
             }
-            let left: i64 = tx.query_row(
+            let left: i64 = tx.query_one(
                 "SELECT COUNT(*) FROM keks WHERE org_id = ?1 AND kms_key_arn IS NOT NULL
                    AND kms_key_arn <> ?2",
                 params![settings.org_id, settings.key_arn],
@@ -168,12 +163,11 @@ impl Catalogue {
                 ));
             }
             if let Some(kek) = new_kek {
-                insert_kek(&tx, kek)?;
+                insert_kek(tx, kek)?;
             }
             for event in events {
-                append(&tx, &settings.org_id, actor, event)?;
+                append(tx, &settings.org_id, actor, event)?;
             }
-            tx.commit()?;
             Ok(updated_at)
         })
     }
@@ -190,16 +184,14 @@ impl Catalogue {
         actor: &str,
         events: &[AuditEvent<'_>],
     ) -> Result<()> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let settings = match holder {
                 KekHolder::Managed => None,
                 KekHolder::Lkm => Some("SELECT COUNT(*) FROM lkm_settings WHERE org_id = ?1"),
                 KekHolder::Kms => Some("SELECT COUNT(*) FROM kms_settings WHERE org_id = ?1"),
             };
             if let Some(sql) = settings {
-                let n: i64 = tx.query_row(sql, params![org_id], |row| row.get(0))?;
+                let n: i64 = tx.query_one(sql, params![org_id], |row| row.get(0))?;
                 if n == 0 {
                     return Err(CatalogueError::Invalid(
                         "that key mode has no settings for this organisation yet",
@@ -214,7 +206,7 @@ impl Catalogue {
                 return Err(CatalogueError::NoSuchOrg(org_id.to_string()));
             }
             if let Some(kek) = new_kek {
-                insert_kek(&tx, kek)?;
+                insert_kek(tx, kek)?;
             }
             append(
                 &tx,
@@ -225,9 +217,8 @@ impl Catalogue {
                 },
             )?;
             for event in events {
-                append(&tx, org_id, actor, event)?;
+                append(tx, org_id, actor, event)?;
             }
-            tx.commit()?;
             Ok(())
         })
     }

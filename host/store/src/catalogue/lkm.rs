@@ -1,7 +1,7 @@
 //! Local Key Manager settings: where an organisation's LKM is, and the switch of the
 //! organisation into LKM mode (audited in the same transaction).
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::params;
 
 use super::audit::append;
 use super::keks::KekHolder;
@@ -74,7 +74,7 @@ impl std::fmt::Debug for LkmSettings {
     }
 }
 
-fn settings_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LkmSettings> {
+fn settings_row(row: &crate::db::Row) -> std::result::Result<LkmSettings, crate::db::DbError> {
     Ok(LkmSettings {
         org_id: row.get(0)?,
         decrypt_url: row.get(1)?,
@@ -99,10 +99,8 @@ impl Catalogue {
     /// sealed for its registered key pairs from now on; KEKs it had keep working.
     /// `updated_at` is set here (and returned), later than any earlier version.
     pub fn set_lkm_settings(&self, settings: &LkmSettings, actor: &str) -> Result<i64> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let updated_at = switch_mode(&tx, KekHolder::Lkm, &settings.org_id)?;
+        self.write(|tx| {
+            let updated_at = switch_mode(tx, KekHolder::Lkm, &settings.org_id)?;
             tx.execute(
                 "INSERT INTO lkm_settings (org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem,
                                            fingerprint, timeout_ms, updated_at, browser_url,
@@ -142,25 +140,21 @@ impl Catalogue {
                     url: &settings.decrypt_url,
                 },
             )?;
-            tx.commit()?;
             Ok(updated_at)
         })
     }
 
     /// The organisation's LKM, if it has one.
     pub fn lkm_settings(&self, org_id: &str) -> Result<Option<LkmSettings>> {
-        crate::blocking(|| {
-            Ok(self
-                .conn()
-                .query_row(
-                    "SELECT org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem, fingerprint,
+        self.read(|tx| {
+            Ok(tx.query_opt(
+                "SELECT org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem, fingerprint,
                             timeout_ms, updated_at, browser_url, sealed_grant_key, grant_key_id,
                             grants_registered_at, grants_error
                      FROM lkm_settings WHERE org_id = ?1",
-                    params![org_id],
-                    settings_row,
-                )
-                .optional()?)
+                params![org_id],
+                settings_row,
+            )?)
         })
     }
 
@@ -174,9 +168,7 @@ impl Catalogue {
         outcome: std::result::Result<(), &str>,
         actor: &str,
     ) -> Result<()> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let (registered_at, error) = match outcome {
                 Ok(()) => (Some(now_ms()), None),
                 Err(reason) => (None, Some(reason)),
@@ -187,9 +179,8 @@ impl Catalogue {
                 params![org_id, key_id, registered_at, error],
             )?;
             if changed == 1 && registered_at.is_some() {
-                append(&tx, org_id, actor, &AuditEvent::LkmGrantKey { key_id })?;
+                append(tx, org_id, actor, &AuditEvent::LkmGrantKey { key_id })?;
             }
-            tx.commit()?;
             Ok(())
         })
     }

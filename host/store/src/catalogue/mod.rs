@@ -1,12 +1,14 @@
 //! The catalogue: organisations, API tokens, KEKs, recordings, rotation schedules, jobs
-//! and the audit log, in SQLite with versioned migrations. Token secrets are never
-//! stored, only their SHA-256.
+//! and the audit log, in SQLite (embedded, the default) or PostgreSQL (several
+//! server instances), with versioned migrations. Token secrets are never stored,
+//! only their SHA-256.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
-use rusqlite::Connection;
 use zeroize::Zeroizing;
+
+use crate::db::{Db, DbError, Dialect, Tx, params};
 
 mod audit;
 mod committer;
@@ -17,6 +19,7 @@ mod kms;
 mod lkm;
 mod orgs;
 mod recordings;
+mod secrets;
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter};
 pub use exports::{ExportItem, ExportOutcome, ExportSelection, ExportTotals, ExportedFile};
@@ -27,7 +30,8 @@ pub use lkm::{GrantSettings, LkmSettings};
 pub use orgs::MAX_LABEL_LEN;
 pub use recordings::{RecordingFilter, RecordingRecord};
 
-/// Migrations in order; a catalogue records the highest it has applied.
+/// Migrations in order, in SQLite's dialect (PostgreSQL gets them through
+/// [`postgres_ddl`]); a catalogue records the highest it has applied.
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("002_audit_per_org.sql")),
@@ -35,6 +39,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("004_grants.sql")),
     (5, include_str!("005_kms.sql")),
     (6, include_str!("006_export.sql")),
+    (7, include_str!("007_cluster.sql")),
 ];
 
 /// What can go wrong in the catalogue.
@@ -42,7 +47,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 pub enum CatalogueError {
     /// The database itself failed.
     #[error("catalogue database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     /// The catalogue was migrated by a newer tapeseal than this one.
     #[error(
         "the catalogue is at schema version {found}, newer than this tapeseal knows ({known}); upgrade tapeseal"
@@ -166,9 +171,24 @@ pub struct Principal {
     pub role: Role,
 }
 
+impl crate::db::AsDbError for CatalogueError {
+    fn as_db_error(&self) -> Option<&DbError> {
+        match self {
+            Self::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CatalogueError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.into())
+    }
+}
+
 /// The catalogue database.
 pub struct Catalogue {
-    conn: Mutex<Connection>,
+    db: Db,
     committer: committer::Committer,
 }
 
@@ -178,7 +198,7 @@ impl std::fmt::Debug for Catalogue {
     }
 }
 
-fn org_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
+fn org_row(row: &crate::db::Row) -> Result<Org, DbError> {
     Ok(Org {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -196,33 +216,141 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// Prefix of every token secret, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "tsk_";
 
+/// Connections a server instance keeps to a PostgreSQL catalogue.
+pub const POSTGRES_POOL_SIZE: usize = 16;
+
+/// The lock a PostgreSQL catalogue's migrations hold, so that instances starting
+/// together migrate one after the other.
+const MIGRATION_LOCK: i64 = 0x7461_7065_7365_616c;
+
 impl Catalogue {
-    /// Opens (creating if needed) the catalogue at `path` and applies any pending
-    /// migrations.
+    /// Opens (creating if needed) the SQLite catalogue at `path` and applies any
+    /// pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = crate::sqlite::open(path, MIGRATIONS).map_err(|e| match e {
-            crate::sqlite::OpenError::Database(e) => CatalogueError::Database(e),
-            crate::sqlite::OpenError::TooNew { found, known } => {
-                CatalogueError::TooNew { found, known }
-            }
-        })?;
+        let db = Db::Sqlite(Mutex::new(crate::sqlite::connect(path)?));
+        migrate(&db)?;
         // The audit writer has a connection of its own: while its commit waits
         // for the disk, requests keep reading through this one.
-        let writer = crate::sqlite::connect(path)?;
-        let conn = Mutex::new(conn);
-        let committer = committer::Committer::start(writer)
-            .map_err(|_| CatalogueError::Invalid("cannot start the audit writer thread"))?;
-        Ok(Self { conn, committer })
+        let writer = Db::Sqlite(Mutex::new(crate::sqlite::connect(path)?));
+        Self::with(db, writer)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Connects to the PostgreSQL catalogue at `url` (`postgres://user@host:port/db`;
+    /// `password`, when given, overrides one in the URL) and applies any pending
+    /// migrations, one instance at a time.
+    pub fn connect_postgres(url: &str, password: Option<&str>) -> Result<Self> {
+        let db = Db::Postgres(crate::db::Pg::connect(url, password, POSTGRES_POOL_SIZE)?);
+        migrate(&db)?;
+        // The audit writer holds a connection of its own too.
+        let writer = Db::Postgres(crate::db::Pg::connect(url, password, 1)?);
+        Self::with(db, writer)
+    }
+
+    /// Opens the catalogue a configuration names: a `postgres://` or
+    /// `postgresql://` URL, or else the path of a SQLite file.
+    pub fn open_location(location: &str, password: Option<&str>) -> Result<Self> {
+        if is_postgres_url(location) {
+            Self::connect_postgres(location, password)
+        } else {
+            Self::open(Path::new(location))
+        }
+    }
+
+    fn with(db: Db, writer: Db) -> Result<Self> {
+        let committer = committer::Committer::start(writer)
+            .map_err(|_| CatalogueError::Invalid("cannot start the audit writer thread"))?;
+        Ok(Self { db, committer })
+    }
+
+    /// Which database holds it.
+    pub fn dialect(&self) -> Dialect {
+        match self.db {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db.read(f)
+    }
+
+    fn write<T>(&self, f: impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db.write(f)
     }
 
     /// The schema version the catalogue is at.
     pub fn schema_version(&self) -> Result<u32> {
-        crate::blocking(|| Ok(crate::sqlite::version(&self.conn())?))
+        self.read(|tx| Ok(version(tx)?))
     }
+}
+
+/// Whether a catalogue location is a PostgreSQL URL.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// Checks a PostgreSQL catalogue URL without connecting: it parses, and carries no
+/// password (one in a configuration file or a command line would be read by
+/// anyone who can read those; it goes in an environment variable instead).
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("the catalogue URL does not parse: {e}"))?;
+    if config.get_password().is_some() {
+        return Err(
+            "the catalogue URL carries a password: give it through the environment instead".into(),
+        );
+    }
+    Ok(())
+}
+
+fn version(tx: &Tx<'_>) -> Result<u32, DbError> {
+    tx.query_one(
+        "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations",
+        params![],
+        |row| row.get(0),
+    )
+}
+
+/// A migration in SQLite's dialect, as PostgreSQL takes it: bytes are `BYTEA`, and
+/// an autoincrementing key is an identity column. The migrations use nothing else
+/// that differs.
+fn postgres_ddl(sql: &str) -> String {
+    sql.replace(
+        "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    )
+    .replace(" BLOB", " BYTEA")
+}
+
+/// Applies the pending migrations in one transaction, with its records. A catalogue
+/// migrated by a newer tapeseal is refused.
+fn migrate(db: &Db) -> Result<()> {
+    db.exclusive(MIGRATION_LOCK, |tx| {
+        let postgres = tx.dialect() == Dialect::Postgres;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )?;
+        let current = version(tx)?;
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > known {
+            return Err(CatalogueError::TooNew {
+                found: current,
+                known,
+            });
+        }
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            if postgres {
+                tx.execute_batch(&postgres_ddl(sql))?;
+            } else {
+                tx.execute_batch(sql)?;
+            }
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![v, crate::time::now_ms()],
+            )?;
+        }
+        Ok(())
+    })
 }

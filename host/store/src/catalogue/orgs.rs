@@ -3,7 +3,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::audit::append;
@@ -12,17 +11,14 @@ use super::{
     AuditEvent, Catalogue, CatalogueError, NewToken, Org, Principal, Result, Role, TOKEN_PREFIX,
     TokenInfo, org_row, sha256,
 };
+use crate::db::{Tx, params};
 use crate::ids;
 use crate::time::now_ms;
 
 /// Puts the organisation in `holder`'s key mode, for settings recorded in the same
 /// transaction; returns the settings' new version (`updated_at`): now, and later
 /// than the version they had.
-pub(super) fn switch_mode(
-    tx: &rusqlite::Transaction<'_>,
-    holder: KekHolder,
-    org_id: &str,
-) -> Result<i64> {
+pub(super) fn switch_mode(tx: &Tx<'_>, holder: KekHolder, org_id: &str) -> Result<i64> {
     let table = match holder {
         KekHolder::Lkm => "lkm_settings",
         KekHolder::Kms => "kms_settings",
@@ -30,13 +26,11 @@ pub(super) fn switch_mode(
             return Err(CatalogueError::Invalid("managed keys have no settings"));
         }
     };
-    let previous: Option<i64> = tx
-        .query_row(
-            &format!("SELECT updated_at FROM {table} WHERE org_id = ?1"),
-            params![org_id],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let previous: Option<i64> = tx.query_opt(
+        &format!("SELECT updated_at FROM {table} WHERE org_id = ?1"),
+        params![org_id],
+        |row| row.get(0),
+    )?;
     let changed = tx.execute(
         "UPDATE orgs SET key_mode = ?1 WHERE id = ?2",
         params![holder.name(), org_id],
@@ -54,7 +48,7 @@ impl Catalogue {
     /// Creates an organisation with managed keys and rotation disabled, audited as
     /// done by `actor`. The one path for the CLI and the API.
     pub fn create_org(&self, name: &str, actor: &str) -> Result<Org> {
-        crate::blocking(|| {
+        {
             let name = name.trim();
             if name.is_empty() || name.len() > 200 {
                 return Err(CatalogueError::Invalid(
@@ -67,53 +61,51 @@ impl Catalogue {
                 key_mode: "managed".into(),
                 created_at: now_ms(),
             };
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO orgs (id, name, key_mode, created_at) VALUES (?1, ?2, ?3, ?4)
+            self.write(|tx| {
+                let inserted = tx.execute(
+                    "INSERT INTO orgs (id, name, key_mode, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING",
-                params![org.id, org.name, org.key_mode, org.created_at],
-            )?;
-            if inserted == 0 {
-                return Err(CatalogueError::Exists(format!("organisation '{name}'")));
-            }
-            tx.execute(
-                "INSERT INTO rotation_schedules (org_id, period) VALUES (?1, 'DISABLED')",
-                params![org.id],
-            )?;
-            append(
-                &tx,
-                &org.id,
-                actor,
-                &AuditEvent::OrgCreate { name: &org.name },
-            )?;
-            tx.commit()?;
+                    params![org.id, org.name, org.key_mode, org.created_at],
+                )?;
+                if inserted == 0 {
+                    return Err(CatalogueError::Exists(format!("organisation '{name}'")));
+                }
+                tx.execute(
+                    "INSERT INTO rotation_schedules (org_id, period) VALUES (?1, 'DISABLED')",
+                    params![org.id],
+                )?;
+                append(
+                    tx,
+                    &org.id,
+                    actor,
+                    &AuditEvent::OrgCreate { name: &org.name },
+                )?;
+                Ok(())
+            })?;
             Ok(org)
-        })
+        }
     }
 
     /// Finds an organisation by id or by name.
     pub fn find_org(&self, id_or_name: &str) -> Result<Org> {
-        crate::blocking(|| {
-            self.conn()
-                .query_row(
-                    "SELECT id, name, key_mode, created_at FROM orgs WHERE id = ?1 OR name = ?1",
-                    params![id_or_name],
-                    org_row,
-                )
-                .optional()?
-                .ok_or_else(|| CatalogueError::NoSuchOrg(id_or_name.to_string()))
+        self.read(|tx| {
+            tx.query_opt(
+                "SELECT id, name, key_mode, created_at FROM orgs WHERE id = ?1 OR name = ?1",
+                params![id_or_name],
+                org_row,
+            )?
+            .ok_or_else(|| CatalogueError::NoSuchOrg(id_or_name.to_string()))
         })
     }
 
     /// Every organisation, by name.
     pub fn list_orgs(&self) -> Result<Vec<Org>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt =
-                conn.prepare("SELECT id, name, key_mode, created_at FROM orgs ORDER BY name")?;
-            let rows = stmt.query_map([], org_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            Ok(tx.query_map(
+                "SELECT id, name, key_mode, created_at FROM orgs ORDER BY name",
+                params![],
+                org_row,
+            )?)
         })
     }
 
@@ -127,7 +119,7 @@ impl Catalogue {
         label: &str,
         actor: &str,
     ) -> Result<NewToken> {
-        crate::blocking(|| {
+        {
             if label.len() > MAX_LABEL_LEN {
                 return Err(CatalogueError::Invalid(
                     "a token label is at most 200 bytes",
@@ -144,46 +136,43 @@ impl Catalogue {
                 org_id: org.id,
                 role,
             };
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO tokens (id, org_id, role, secret_sha256, label, created_at)
+            self.write(|tx| {
+                tx.execute(
+                    "INSERT INTO tokens (id, org_id, role, secret_sha256, label, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    token.id,
-                    token.org_id,
-                    role.name(),
-                    sha256(token.secret.as_bytes()),
-                    label,
-                    now_ms()
-                ],
-            )?;
-            let event = AuditEvent::TokenCreate {
-                token_id: &token.id,
-                role,
-            };
-            append(&tx, &token.org_id, actor, &event)?;
-            tx.commit()?;
+                    params![
+                        token.id,
+                        token.org_id,
+                        role.name(),
+                        sha256(token.secret.as_bytes()),
+                        label,
+                        now_ms()
+                    ],
+                )?;
+                let event = AuditEvent::TokenCreate {
+                    token_id: &token.id,
+                    role,
+                };
+                append(tx, &token.org_id, actor, &event)?;
+                Ok(())
+            })?;
             Ok(token)
-        })
+        }
     }
 
     /// Who a presented bearer secret belongs to; `None` for unknown or revoked tokens.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
-        crate::blocking(|| {
-            if !secret.starts_with(TOKEN_PREFIX) {
-                return Ok(None);
-            }
-            // Asked on every request: the parsed statement is kept.
-            let found = self
-                .conn()
-                .prepare_cached(
-                    "SELECT id, org_id, role FROM tokens WHERE secret_sha256 = ?1 AND revoked_at IS NULL",
-                )?
-                .query_row(params![sha256(secret.as_bytes())], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-                })
-                .optional()?;
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        self.read(|tx| {
+            // Asked on every request, of the catalogue itself (no cache): a token
+            // revoked through any instance is refused by all at once.
+            let found = tx.query_opt(
+                "SELECT id, org_id, role FROM tokens WHERE secret_sha256 = ?1 AND revoked_at IS NULL",
+                params![sha256(secret.as_bytes())],
+                |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?)),
+            )?;
             Ok(found.and_then(|(token_id, org_id, role)| {
                 Role::from_name(&role).map(|role| Principal {
                     token_id,
@@ -196,39 +185,35 @@ impl Catalogue {
 
     /// The organisation's tokens (never their secrets), newest first.
     pub fn list_tokens(&self, org_id: &str) -> Result<Vec<TokenInfo>> {
-        crate::blocking(|| {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
+        self.read(|tx| {
+            Ok(tx.query_map(
                 "SELECT id, role, label, created_at, revoked_at FROM tokens WHERE org_id = ?1
-                 ORDER BY created_at DESC, rowid DESC",
-            )?;
-            let rows = stmt.query_map(params![org_id], |row| {
-                Ok(TokenInfo {
-                    id: row.get(0)?,
-                    role: row.get(1)?,
-                    label: row.get(2)?,
-                    created_at: row.get(3)?,
-                    revoked_at: row.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+                 ORDER BY created_at DESC, id DESC",
+                params![org_id],
+                |row| {
+                    Ok(TokenInfo {
+                        id: row.get(0)?,
+                        role: row.get(1)?,
+                        label: row.get(2)?,
+                        created_at: row.get(3)?,
+                        revoked_at: row.get(4)?,
+                    })
+                },
+            )?)
         })
     }
 
     /// Revokes a token of an organisation, audited as done by `actor`; says whether
     /// one was revoked.
     pub fn revoke_token(&self, org_id: &str, token_id: &str, actor: &str) -> Result<bool> {
-        crate::blocking(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let n = tx.execute(
                 "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
                 params![now_ms(), token_id, org_id],
             )?;
             if n == 1 {
-                append(&tx, org_id, actor, &AuditEvent::TokenRevoke { token_id })?;
+                append(tx, org_id, actor, &AuditEvent::TokenRevoke { token_id })?;
             }
-            tx.commit()?;
             Ok(n == 1)
         })
     }

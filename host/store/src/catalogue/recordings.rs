@@ -1,7 +1,7 @@
 //! Stored recordings: what the repository holds, which KEK each envelope is wrapped
 //! for, and the metadata that playback and rewrap need.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::params;
 
 use super::audit::append;
 use super::{AuditEvent, Catalogue, CatalogueError, Result};
@@ -35,13 +35,11 @@ impl Catalogue {
     /// Records a stored recording and its ingest by `actor`, in one transaction. Call
     /// only once the object is durable in the repository.
     pub fn insert_recording(&self, r: &RecordingRecord, actor: &str) -> Result<()> {
-        crate::blocking(|| {
+        self.write(|tx| {
             let plaintext_len = i64::try_from(r.plaintext_len)
                 .map_err(|_| CatalogueError::Invalid("recording too large"))?;
             let stored_len = i64::try_from(r.stored_len)
                 .map_err(|_| CatalogueError::Invalid("recording too large"))?;
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
             let inserted = tx.execute(
                 "INSERT INTO recordings (id, org_id, kek_id, media_kind, content_type, conversation_id,
                                          plaintext_len, stored_len, object_path, created_at)
@@ -68,8 +66,7 @@ impl Catalogue {
                 bytes: r.plaintext_len,
                 kind: &r.media_kind,
             };
-            append(&tx, &r.org_id, actor, &event)?;
-            tx.commit()?;
+            append(tx, &r.org_id, actor, &event)?;
             Ok(())
         })
     }
@@ -86,34 +83,31 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<bool> {
-        crate::blocking(|| {
+        self.write(|tx| {
             let stored_len = i64::try_from(stored_len)
                 .map_err(|_| CatalogueError::Invalid("recording too large"))?;
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
             let n = tx.execute(
                 "UPDATE recordings SET kek_id = ?1, stored_len = ?2 WHERE org_id = ?3 AND id = ?4",
                 params![kek_id, stored_len, org_id, recording_id],
             )?;
             if n == 1 {
-                append(&tx, org_id, actor, event)?;
+                append(tx, org_id, actor, event)?;
             }
-            tx.commit()?;
             Ok(n == 1)
         })
     }
 
     /// One recording of an organisation (never another organisation's).
     pub fn recording(&self, org_id: &str, recording_id: &str) -> Result<Option<RecordingRecord>> {
-        crate::blocking(|| {
+        self.read(|tx| {
             // Asked on every playback request: the parsed statement is kept.
-            Ok(self
-                .conn()
-                .prepare_cached(&format!(
+            Ok(tx.query_opt(
+                &format!(
                     "SELECT {RECORDING_COLUMNS} FROM recordings WHERE org_id = ?1 AND id = ?2"
-                ))?
-                .query_row(params![org_id, recording_id], recording_row)
-                .optional()?)
+                ),
+                params![org_id, recording_id],
+                recording_row,
+            )?)
         })
     }
 
@@ -123,17 +117,17 @@ impl Catalogue {
         org_id: &str,
         filter: &RecordingFilter,
     ) -> Result<Vec<RecordingRecord>> {
-        crate::blocking(|| {
+        self.read(|tx| {
             let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {RECORDING_COLUMNS} FROM recordings
+
+            let rows = tx.query_map(
+                &format!(
+                    "SELECT {RECORDING_COLUMNS} FROM recordings
                  WHERE org_id = ?1
                    AND (?2 IS NULL OR conversation_id = ?2) AND (?3 IS NULL OR kek_id = ?3)
                    AND (?4 IS NULL OR media_kind = ?4) AND (?5 IS NULL OR id > ?5)
                  ORDER BY id LIMIT ?6"
-            ))?;
-            let rows = stmt.query_map(
+                ),
                 params![
                     org_id,
                     filter.conversation_id,
@@ -144,7 +138,7 @@ impl Catalogue {
                 ],
                 recording_row,
             )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         })
     }
 }
@@ -167,7 +161,9 @@ pub struct RecordingFilter {
 pub(super) const RECORDING_COLUMNS: &str = "id, org_id, kek_id, media_kind, content_type, conversation_id, \
      plaintext_len, stored_len, object_path, created_at";
 
-pub(super) fn recording_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRecord> {
+pub(super) fn recording_row(
+    row: &crate::db::Row,
+) -> std::result::Result<RecordingRecord, crate::db::DbError> {
     Ok(RecordingRecord {
         id: row.get(0)?,
         org_id: row.get(1)?,
@@ -175,8 +171,8 @@ pub(super) fn recording_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Recordi
         media_kind: row.get(3)?,
         content_type: row.get(4)?,
         conversation_id: row.get(5)?,
-        plaintext_len: row.get::<_, i64>(6)?.unsigned_abs(),
-        stored_len: row.get::<_, i64>(7)?.unsigned_abs(),
+        plaintext_len: row.get::<i64>(6)?.unsigned_abs(),
+        stored_len: row.get::<i64>(7)?.unsigned_abs(),
         object_path: row.get(8)?,
         created_at: row.get(9)?,
     })
