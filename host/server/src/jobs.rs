@@ -748,8 +748,8 @@ impl Move<'_> {
             pinned: &pinned,
             range: header.len() as u64..size,
         };
-        let (header, size) = if has(to) {
-            (header, size)
+        let (header, size, repinned) = if has(to) {
+            (header, size, None)
         } else {
             let added = state.runtime.rewrap_header(
                 &header,
@@ -758,7 +758,19 @@ impl Move<'_> {
                 RewrapMode::Add,
             )?;
             let size = self.replace_header(added.clone(), &payload).await?;
-            (added, size)
+            // An object store without versions keeps only what was just written:
+            // the second copy takes its payload from that, once it is checked to be
+            // exactly what was written.
+            let again = state.repo.pin(&record.object_path).await?;
+            anyhow::ensure!(
+                again.size() == size && again.read_header().await? == added,
+                "the envelope was replaced by something else while it was rewrapped"
+            );
+            (added, size, Some(again))
+        };
+        let payload = Payload {
+            pinned: repinned.as_ref().unwrap_or(&pinned),
+            range: header.len() as u64..size,
         };
         tapeseal_store::crash_point!("rewrap.after_add");
         if record.kek_id.as_deref() != Some(to) {

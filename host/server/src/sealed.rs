@@ -74,10 +74,13 @@ pub async fn upload(
         ));
     }
     let org = auth.org().to_string();
-    let path = Repository::object_path(&org, &id);
-    // Claimed before the catalogue is asked, so no other upload can commit to this
-    // path between the question and this upload's own commit.
-    let _claim = Claim::take(&path, &id)?;
+    // The id is the uploader's, so two uploads of it may race, on this instance or
+    // on two: each writes an object of its own, and the one the catalogue refuses
+    // deletes only its own.
+    let nonce = tapeseal_store::ids::new_id("up").map_err(|e| ApiError::internal(&e))?;
+    let path = Repository::upload_path(&org, &id, &nonce);
+    // On this instance, a second upload of an id in progress is refused at once.
+    let _claim = Claim::take(&Repository::object_path(&org, &id), &id)?;
     if state.catalogue.recording(&org, &id)?.is_some() {
         return Err(ApiError::conflict(format!(
             "recording '{id}' already exists"
@@ -153,10 +156,9 @@ fn is_recording_id(id: &str) -> bool {
     })
 }
 
-/// Object paths with an upload in progress. Two uploads of one id would otherwise
-/// both write, the second rename replacing the first's object, before the catalogue
-/// refused one of them, whose clean-up would then delete the other's object. One
-/// server process owns a data directory, so a set in the process is enough.
+/// Recordings with an upload in progress on this instance, so that a second upload
+/// of one is refused before it sends its body. Across instances the catalogue
+/// decides which upload wins (each writes to an object path of its own).
 static UPLOADING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// An upload's hold on its object path, let go when dropped (also when the client

@@ -435,6 +435,14 @@ impl Repository {
         format!("orgs/{org_id}/{recording_id}.tseal")
     }
 
+    /// Where an upload of a recording whose id the uploader chose is written: a
+    /// path of that upload's own (`nonce` is random), so that two uploads of one
+    /// id never write to the same object, and the one the catalogue refuses
+    /// removes only its own.
+    pub fn upload_path(org_id: &str, recording_id: &str, nonce: &str) -> String {
+        format!("orgs/{org_id}/{recording_id}.{nonce}.tseal")
+    }
+
     /// Starts an atomic, durable write to `path`.
     pub async fn writer(&self, path: &str) -> std::io::Result<ObjectWriter> {
         let inner = match &self.local {

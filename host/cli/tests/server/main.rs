@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod access;
+mod cluster;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod export;

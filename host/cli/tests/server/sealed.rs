@@ -22,12 +22,12 @@ const STRIDE: usize = CHUNK + 16;
 
 /// The current KEK as `GET /v1/keks/current` gives it, its public key saved where
 /// `tapeseal seal` reads it.
-struct Kek {
-    id: String,
-    pem: PathBuf,
+pub(crate) struct Kek {
+    pub(crate) id: String,
+    pub(crate) pem: PathBuf,
 }
 
-fn current_kek(api: &Api, token: &str, dir: &Path) -> Kek {
+pub(crate) fn current_kek(api: &Api, token: &str, dir: &Path) -> Kek {
     let kek = expect_json(api.get(token, "/v1/keks/current"), 200);
     let id = kek["id"].as_str().expect("id").to_string();
     let pem = dir.join(format!("{id}.public.pem"));
@@ -39,7 +39,7 @@ fn current_kek(api: &Api, token: &str, dir: &Path) -> Kek {
 /// KEK `kek_id` (public key `pem`), with `extra` arguments; without
 /// `--recording-id` among them it asks for a new id. Returns the recording id and
 /// the envelope.
-fn seal(
+pub(crate) fn seal(
     dir: &Path,
     name: &str,
     org_id: &str,
@@ -89,7 +89,7 @@ fn seal(
 }
 
 /// `PUT /v1/recordings/{id}/envelope` with `body`.
-fn put_envelope(api: &Api, token: &str, id: &str, body: Vec<u8>) -> Response {
+pub(crate) fn put_envelope(api: &Api, token: &str, id: &str, body: Vec<u8>) -> Response {
     Client::new()
         .put(api.url(&format!("/v1/recordings/{id}/envelope")))
         .bearer_auth(token)
