@@ -39,11 +39,23 @@ pub(crate) fn run(root: &Path) -> Res<()> {
     ONE_OFF_BUILD.store(true, std::sync::atomic::Ordering::Relaxed);
     report_free_disk(root);
     install(root)?;
-    let moto = step_value(
-        "moto server for the AWS KMS tests (PyPI moto[server])",
-        || crate::moto::ensure(root),
+    let (moto, postgres) = step_value(
+        "moto server for the AWS KMS tests (PyPI moto[server]), while Debian's postgresql \
+         installs for the PostgreSQL tests",
+        || {
+            std::thread::scope(|scope| {
+                let postgres =
+                    scope.spawn(|| crate::postgres::install(root).map_err(|e| e.to_string()));
+                let moto = crate::moto::ensure(root);
+                let postgres = postgres
+                    .join()
+                    .map_err(|_| "the PostgreSQL install panicked".to_string())??;
+                Ok((moto?, postgres))
+            })
+        },
     )?;
     let moto = moto.to_string_lossy().to_string();
+    let postgres = postgres.to_string_lossy().to_string();
     step("format", || cargo(root, &["fmt", "--all", "--", "--check"]))?;
     lint_as_we_build(root)?;
     step(
@@ -87,11 +99,15 @@ pub(crate) fn run(root: &Path) -> Res<()> {
         )
     })?;
     step("tests, the failpoint crash matrix among them", || {
-        // The AWS KMS tests run against this moto (tapeseal-testkit).
+        // The AWS KMS tests run against this moto, the PostgreSQL tests against
+        // clusters of these binaries (tapeseal-testkit).
         cargo_env(
             root,
             &TEST_BUILD,
-            &[("TAPESEAL_MOTO_SERVER", moto.as_str())],
+            &[
+                ("TAPESEAL_MOTO_SERVER", moto.as_str()),
+                ("TAPESEAL_PG_BINDIR", postgres.as_str()),
+            ],
         )
     })?;
     for target in WASM_TARGETS {

@@ -5,12 +5,16 @@
 //! transcript) ingested over HTTP and played back for each. It prints the page that
 //! plays the sample call with a DEK straight from the LKM and what to curl, then
 //! serves until Ctrl-C. `--check` stops after the playback checks (CI runs it, so
-//! the README's run command is proven on every change).
+//! the README's run command is proven on every change). Its pieces (the build, the
+//! organisations and tokens, the samples, the services) also make
+//! `cargo xtask demo --cluster` (cluster.rs).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::ci::Res;
 use crate::loopback::{http, http_full};
@@ -28,7 +32,8 @@ pub(crate) enum Binary {
     FromTests,
 }
 
-pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
+/// Builds the `tapeseal` binary (the demo's and the cluster demo's); returns its path.
+pub(crate) fn build(root: &Path, binary: Binary) -> Res<PathBuf> {
     crate::ci::step("build the tapeseal binary", || {
         crate::ci::install_targets(root)?;
         match binary {
@@ -38,6 +43,11 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
             }
         }
     })?;
+    Ok(root.join("target/debug/tapeseal"))
+}
+
+pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
+    let bin = build(root, binary)?;
     let mut pages = None;
     crate::ci::step(
         "build the browser pages (the npm package's web build)",
@@ -48,7 +58,6 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         },
     )?;
     let pages = pages.ok_or("no pages")?;
-    let bin = root.join("target/debug/tapeseal");
     let dir = root.join("target/demo");
     if dir.exists() {
         fs::remove_dir_all(&dir)?;
@@ -61,8 +70,9 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
         &bin,
         &["samples", "--out", samples_dir.to_str().ok_or("path")?],
     )?;
-    let managed = DemoOrg::create(&bin, data_arg, "demo", "")?;
-    let lkm_org = DemoOrg::create(&bin, data_arg, "demo-lkm", "LKM_")?;
+    let catalogue = ["--data", data_arg];
+    let managed = DemoOrg::create(&bin, &catalogue, "demo", "")?;
+    let lkm_org = DemoOrg::create(&bin, &catalogue, "demo-lkm", "LKM_")?;
     let env_file = dir.join("tokens.env");
     write_private(&env_file, &(managed.env_lines() + &lkm_org.env_lines()))?;
 
@@ -93,8 +103,8 @@ pub(crate) fn run(root: &Path, check: bool, binary: Binary) -> Res<()> {
     );
 
     let samples = read_samples(&listing, &samples_dir)?;
-    let first_id = play_samples(&addr, &managed, &samples)?;
-    let lkm_call = play_samples(&addr, &lkm_org, &samples)?;
+    let first_id = play_samples(&managed, &samples, &addr, &addr, "played back")?;
+    let lkm_call = play_samples(&lkm_org, &samples, &addr, &addr, "played back")?;
     browser_path(&addr, &lkm_org, &lkm_call, &url)?;
     let (status, part) = http(
         &addr,
@@ -234,27 +244,47 @@ fn browser_path(addr: &str, org: &DemoOrg, recording: &str, origin: &str) -> Res
 }
 
 /// A demo organisation with one token per role.
-struct DemoOrg {
+#[derive(Debug)]
+pub(crate) struct DemoOrg {
+    pub(crate) name: String,
     prefix: &'static str,
-    admin: String,
-    recorder: String,
-    player: String,
+    pub(crate) admin: String,
+    pub(crate) recorder: String,
+    pub(crate) player: String,
 }
 
 impl DemoOrg {
-    fn create(bin: &Path, data: &str, name: &str, prefix: &'static str) -> Res<Self> {
-        capture(bin, &["org", "create", "--data", data, name])?;
+    /// Creates organisation `name` in the catalogue `catalogue` names (`--data DIR`
+    /// or `--catalogue URL`, as the `tapeseal org` and `token` commands take it),
+    /// then its tokens.
+    fn create(bin: &Path, catalogue: &[&str], name: &str, prefix: &'static str) -> Res<Self> {
+        capture(bin, &[&["org", "create"], catalogue, &[name]].concat())?;
+        Self::with_new_tokens(bin, catalogue, name, prefix, "demo")
+    }
+
+    /// Makes one new token per role, labelled `label`, for the existing
+    /// organisation `name`.
+    pub(crate) fn with_new_tokens(
+        bin: &Path,
+        catalogue: &[&str],
+        name: &str,
+        prefix: &'static str,
+        label: &str,
+    ) -> Res<Self> {
         let token = |role: &str| -> Res<String> {
             let secret = capture(
                 bin,
                 &[
-                    "token", "create", "--data", data, "--org", name, "--role", role, "--label",
-                    "demo",
-                ],
+                    &["token", "create"],
+                    catalogue,
+                    &["--org", name, "--role", role, "--label", label],
+                ]
+                .concat(),
             )?;
             Ok(secret.trim().to_string())
         };
         Ok(Self {
+            name: name.to_string(),
             prefix,
             admin: token("admin")?,
             recorder: token("recorder")?,
@@ -263,7 +293,7 @@ impl DemoOrg {
     }
 
     /// `export TAPESEAL_<PREFIX>ADMIN=…` lines.
-    fn env_lines(&self) -> String {
+    pub(crate) fn env_lines(&self) -> String {
         [
             ("ADMIN", &self.admin),
             ("RECORDER", &self.recorder),
@@ -416,9 +446,10 @@ fn uuid() -> Res<String> {
 }
 
 /// (file name, kind, content type, bytes) of each sample `tapeseal samples` wrote.
-type Sample = (String, String, String, Vec<u8>);
+pub(crate) type Sample = (String, String, String, Vec<u8>);
 
-fn read_samples(listing: &str, dir: &Path) -> Res<Vec<Sample>> {
+/// The samples `tapeseal samples --out dir` wrote, from its `listing`.
+pub(crate) fn read_samples(listing: &str, dir: &Path) -> Res<Vec<Sample>> {
     let mut samples = Vec::new();
     for line in listing.lines() {
         let mut parts = line.split_whitespace();
@@ -433,21 +464,24 @@ fn read_samples(listing: &str, dir: &Path) -> Res<Vec<Sample>> {
     Ok(samples)
 }
 
-/// Ingests every sample for `org` and plays each back; returns the first id.
-fn play_samples(addr: &str, org: &DemoOrg, samples: &[Sample]) -> Res<String> {
-    let name = if org.prefix.is_empty() {
-        "demo"
-    } else {
-        "demo-lkm"
-    };
+/// Ingests every sample for `org` through the server at `ingest` and plays each
+/// back through the one at `playback` (the same server, or another instance of a
+/// cluster), comparing the bytes; `played` heads that column. Returns the first id.
+pub(crate) fn play_samples(
+    org: &DemoOrg,
+    samples: &[Sample],
+    ingest: &str,
+    playback: &str,
+    played: &str,
+) -> Res<String> {
     println!(
-        "\norganisation {name}:\n{:<10} {:<6} {:>8}  {:<38} played back",
-        "sample", "kind", "bytes", "recording id"
+        "\norganisation {}:\n{:<10} {:<6} {:>8}  {:<38} {played}",
+        org.name, "sample", "kind", "bytes", "recording id"
     );
     let mut first_id = String::new();
     for (file, kind, content_type, body) in samples {
         let (status, reply) = http(
-            addr,
+            ingest,
             "POST",
             &format!("/v1/recordings?kind={kind}&conversation_id=demo-conversation-1"),
             &org.recorder,
@@ -464,7 +498,7 @@ fn play_samples(addr: &str, org: &DemoOrg, samples: &[Sample]) -> Res<String> {
         let meta: serde_json::Value = serde_json::from_slice(&reply)?;
         let id = meta["id"].as_str().ok_or("no recording id")?.to_string();
         let (status, played) = http(
-            addr,
+            playback,
             "GET",
             &format!("/v1/recordings/{id}/content"),
             &org.player,
@@ -482,7 +516,8 @@ fn play_samples(addr: &str, org: &DemoOrg, samples: &[Sample]) -> Res<String> {
     Ok(first_id)
 }
 
-fn capture(bin: &Path, args: &[&str]) -> Res<String> {
+/// Runs `tapeseal args…`; returns its standard output, or fails with its error output.
+pub(crate) fn capture(bin: &Path, args: &[&str]) -> Res<String> {
     let out = Command::new(bin).args(args).output()?;
     if !out.status.success() {
         return Err(format!(
@@ -494,7 +529,8 @@ fn capture(bin: &Path, args: &[&str]) -> Res<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-fn write_private(path: &Path, text: &str) -> Res<()> {
+/// Writes `text` to `path`, which is created readable by its owner only.
+pub(crate) fn write_private(path: &Path, text: &str) -> Res<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -508,22 +544,33 @@ fn write_private(path: &Path, text: &str) -> Res<()> {
 
 /// A `tapeseal` process that prints `listening on URL` first (the server, or the
 /// reference LKM).
-struct Service {
+#[derive(Debug)]
+pub(crate) struct Service {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
+
+/// How long a service gets to stop after SIGTERM (the server's default grace period
+/// for requests in flight is 30 s) before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Service {
     fn start(bin: &Path, args: &[String]) -> Res<Self> {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(args)
             .env(
                 "TAPESEAL_LOG",
                 std::env::var("TAPESEAL_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stderr(Stdio::inherit());
+        Self::spawn(&mut command, &format!("tapeseal {}", args.join(" ")))
+    }
+
+    /// Starts `command` (named `what` in errors), its standard output piped, and
+    /// waits for its first line, `listening on URL`.
+    pub(crate) fn spawn(command: &mut Command, what: &str) -> Res<Self> {
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = match lines.next() {
@@ -534,21 +581,38 @@ impl Service {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("tapeseal {} did not start", args.join(" ")).into());
+                return Err(format!("{what} did not start").into());
             }
         };
         Ok(Self { child, url })
     }
 
+    /// `host:port` of the URL.
+    pub(crate) fn addr(&self) -> &str {
+        self.url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Asks the process to shut down (SIGTERM) and waits for it; kills it after
+    /// [`STOP_PATIENCE`]. A process that had exited is only reaped.
+    pub(crate) fn terminate(&mut self) -> Res<ExitStatus> {
+        Ok(stop_child(&mut self.child, "TERM", STOP_PATIENCE)?)
+    }
+
     /// Asks the process to shut down (SIGTERM) and waits for it.
     fn stop(mut self) -> Res<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        if !status.success() {
-            self.child.kill()?;
-        }
-        let exit = self.child.wait()?;
+        let exit = self.terminate()?;
         if exit.success() {
             Ok(())
         } else {
@@ -560,4 +624,44 @@ impl Service {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Sends `signal` (a name `kill -s` takes: TERM, INT) to `child` unless it has
+/// exited, and waits for it; kills it when it is still running after `patience`.
+pub(crate) fn stop_child(
+    child: &mut Child,
+    signal: &str,
+    patience: Duration,
+) -> std::io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(status);
+    }
+    let asked = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let since = Instant::now();
+    while asked && since.elapsed() < patience {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait()
+}
+
+/// The first port from `from` on (trying `tries` ports) that 127.0.0.1 can listen on
+/// now.
+pub(crate) fn free_port(from: u16, tries: u16) -> Res<u16> {
+    (from..from.saturating_add(tries))
+        .find(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_ok())
+        .ok_or_else(|| {
+            format!(
+                "no free port on 127.0.0.1 from {from} to {}",
+                from.saturating_add(tries) - 1
+            )
+            .into()
+        })
 }

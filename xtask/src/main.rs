@@ -3,16 +3,19 @@
 //! - `ci`: every check CI runs, installing what is missing first.
 //! - `vectors [--check]`: regenerate (or verify) `tests/vectors/`.
 //! - `bench`: the criterion benchmarks.
-//! - `demo [--check]`: the recording server with sample recordings on 127.0.0.1.
+//! - `demo [--check]`: the recording server with sample recordings on 127.0.0.1;
+//!   `demo --cluster [--check]`: three of them sharing PostgreSQL and moto's S3.
 //! - `npm`: build the npm package into `target/npm/tapeseal` and pack it.
 //! - `moto`: find or install `moto_server`, which the AWS KMS tests run against.
 
 mod ci;
+mod cluster;
 mod compare;
 mod demo;
 mod loopback;
 mod moto;
 mod npm;
+mod postgres;
 mod vectors;
 mod www;
 
@@ -35,6 +38,11 @@ commands:
                      two demo organisations (managed keys, LKM) and sample
                      recordings (data in target/demo/); --check stops after
                      checking playback instead of serving until Ctrl-C
+  demo --cluster [--check]
+                     run three recording servers on 127.0.0.1 sharing a PostgreSQL
+                     catalogue and an S3 bucket (moto), with sample recordings
+                     ingested through one and played back through another (data
+                     in target/demo-cluster/, kept between runs)
   npm [--test]       build the npm package into target/npm/tapeseal and pack it;
                      with --test, also run its Node, Chromium and consumer tests
   www [--test]       assemble the browser pages into target/www (for
@@ -83,6 +91,10 @@ fn main() -> ExitCode {
             .and_then(|()| npm::bench(&root)),
         ["demo"] => demo::run(&root, false, demo::Binary::Build),
         ["demo", "--check"] => demo::run(&root, true, demo::Binary::Build),
+        ["demo", "--cluster"] => cluster::run(&root, false),
+        ["demo", "--cluster", "--check"] | ["demo", "--check", "--cluster"] => {
+            cluster::run(&root, true)
+        }
         ["npm"] => npm::pack(&root).map(|_| ()),
         ["npm", "--test"] => npm::install(&root).and_then(|()| npm::test(&root)),
         ["www"] => ci::install_targets(&root)

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::process::Command;
 
 const CONNECTIONS: &str = "16";
@@ -38,35 +37,13 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(12_000);
     let (server, tokens) = common::start("[limits]\nguest_operations_per_org = 64\n");
+    let ids = common::ingest(
+        &[&server.url],
+        &tokens.recorder,
+        recordings,
+        RECORDING_BYTES,
+    );
     let client = reqwest::blocking::Client::new();
-    let body = vec![7u8; RECORDING_BYTES];
-    // Ingested from four threads: the setting-up is not what is measured.
-    let ids: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..recordings / 4)
-                        .map(|_| {
-                            let created: serde_json::Value = client
-                                .post(format!("{}/v1/recordings?kind=call", server.url))
-                                .bearer_auth(&tokens.recorder)
-                                .header("Content-Type", "audio/wav")
-                                .body(body.clone())
-                                .send()
-                                .and_then(|r| r.error_for_status())
-                                .and_then(|r| r.json())
-                                .expect("ingest");
-                            created["id"].as_str().expect("id").to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("ingest thread"))
-            .collect()
-    });
 
     let distinct = wrk(&server, &tokens.player, &ids, "distinct recordings");
     let one = wrk(
@@ -109,45 +86,9 @@ fn main() {
 /// Runs wrk over `ids` in turn; its summary, with the requests a second and the
 /// latency percentiles.
 fn wrk(server: &common::Server, token: &str, ids: &[String], what: &str) -> String {
-    let mut list = String::new();
-    for id in ids {
-        let _ = write!(list, "\"{id}\",");
-    }
-    // Each of wrk's two threads takes every other recording, so none is asked
-    // for twice until the list is used up.
-    let script = format!(
-        r#"local ids = {{{list}}}
-local threads = 0
-function setup(thread)
-  thread:set("tid", threads)
-  threads = threads + 1
-end
-local n = 0
-request = function()
-  local id = ids[((n * 2 + tid) % #ids) + 1]
-  n = n + 1
-  return wrk.format("GET", "/v1/recordings/" .. id .. "/content",
-    {{ ["Authorization"] = "Bearer {token}", ["Range"] = "bytes=0-65535" }})
-end
-"#
-    );
     let path = server.dir.path().join("load.lua");
-    std::fs::write(&path, script).expect("script");
-    let out = Command::new("wrk")
-        .args([
-            "-t",
-            "2",
-            "-c",
-            CONNECTIONS,
-            "-d",
-            SECONDS,
-            "--latency",
-            "-s",
-        ])
-        .arg(&path)
-        .arg(&server.url)
-        .output()
-        .expect("wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
+    std::fs::write(&path, common::playback_script(token, ids, 2)).expect("script");
+    let connections: usize = CONNECTIONS.parse().unwrap_or(16);
+    let text = common::wrk(&server.url, &path, 2, connections, SECONDS);
     format!("== playback starts, {what}: wrk -t 2 -c {CONNECTIONS} -d {SECONDS}\n{text}\n")
 }

@@ -620,7 +620,19 @@ impl AsDbError for DbError {
 /// A PostgreSQL connection pool, with the runtime its connections run on.
 pub struct Pg {
     pool: deadpool_postgres::Pool,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Pg {
+    /// The pool may be dropped on an async task (the last handle to the server's
+    /// state often is): the runtime is let go without waiting for its threads,
+    /// which a runtime must not do there.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pg {
@@ -669,7 +681,10 @@ impl Pg {
                 .build()
                 .map_err(|e| DbError::Pool(e.to_string()))?
         };
-        let pg = Self { pool, runtime };
+        let pg = Self {
+            pool,
+            runtime: Some(runtime),
+        };
         drop(pg.client()?);
         Ok(pg)
     }
@@ -677,7 +692,11 @@ impl Pg {
     /// A connection from the pool (made on the pool's runtime when none is idle).
     fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
         let pool = self.pool.clone();
-        let task = self.runtime.spawn(async move { pool.get().await });
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| DbError::Pool("the catalogue is closed".into()))?;
+        let task = runtime.spawn(async move { pool.get().await });
         match block_on(task) {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(DbError::Pool(e.to_string())),

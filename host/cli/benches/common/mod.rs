@@ -42,6 +42,13 @@ pub(crate) fn start(config: &str) -> (Server, Tokens) {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data");
     let catalogue = Catalogue::open(&data.join("catalogue.sqlite3")).expect("catalogue");
+    let tokens = tokens(&catalogue);
+    drop(catalogue);
+    (spawn(dir, config, &[]), tokens)
+}
+
+/// Creates the organisation "bench" in `catalogue`, with a token per role.
+pub(crate) fn tokens(catalogue: &Catalogue) -> Tokens {
     catalogue.create_org("bench", "bench").expect("org");
     let token = |role| {
         catalogue
@@ -50,12 +57,18 @@ pub(crate) fn start(config: &str) -> (Server, Tokens) {
             .secret
             .to_string()
     };
-    let tokens = Tokens {
+    Tokens {
         admin: token(Role::Admin),
         recorder: token(Role::Recorder),
         player: token(Role::Player),
-    };
-    drop(catalogue);
+    }
+}
+
+/// Starts a server whose data directory is `data` in `dir`, with extra TOML
+/// `config` lines and environment.
+pub(crate) fn spawn(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Server {
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data");
     let file = dir.path().join("server.toml");
     std::fs::write(
         &file,
@@ -69,6 +82,7 @@ pub(crate) fn start(config: &str) -> (Server, Tokens) {
         .args(["serve", "--config"])
         .arg(&file)
         .env("TAPESEAL_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -77,5 +91,101 @@ pub(crate) fn start(config: &str) -> (Server, Tokens) {
     let line = lines.next().expect("a line").expect("listening");
     std::thread::spawn(move || for _ in lines {});
     let url = line.trim_start_matches("listening on ").to_string();
-    (Server { child, url, dir }, tokens)
+    Server { child, url, dir }
+}
+
+/// Ingests `count` recordings of `bytes` bytes from four threads, spread over
+/// `servers` in turn; their ids. The setting-up, not what is measured.
+pub(crate) fn ingest(servers: &[&str], recorder: &str, count: usize, bytes: usize) -> Vec<String> {
+    let client = reqwest::blocking::Client::new();
+    let body = vec![7u8; bytes];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (client, body) = (&client, &body);
+                scope.spawn(move || {
+                    (0..count / 4)
+                        .map(|i| {
+                            let url = servers[(w + i * 4) % servers.len()];
+                            let created: serde_json::Value = client
+                                .post(format!("{url}/v1/recordings?kind=call"))
+                                .bearer_auth(recorder)
+                                .header("Content-Type", "audio/wav")
+                                .body(body.clone())
+                                .send()
+                                .and_then(|r| r.error_for_status())
+                                .and_then(|r| r.json())
+                                .expect("ingest");
+                            created["id"].as_str().expect("id").to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("ingest thread"))
+            .collect()
+    })
+}
+
+/// A wrk script that asks for the first 64 KiB of each of `ids` in turn, each of
+/// wrk's `threads` threads taking its share, so that none is asked for twice
+/// until the list is used up.
+pub(crate) fn playback_script(token: &str, ids: &[String], threads: usize) -> String {
+    let mut list = String::new();
+    for id in ids {
+        let _ = std::fmt::Write::write_fmt(&mut list, format_args!("\"{id}\","));
+    }
+    format!(
+        r#"local ids = {{{list}}}
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local n = 0
+request = function()
+  local id = ids[((n * {threads} + tid) % #ids) + 1]
+  n = n + 1
+  return wrk.format("GET", "/v1/recordings/" .. id .. "/content",
+    {{ ["Authorization"] = "Bearer {token}", ["Range"] = "bytes=0-65535" }})
+end
+"#
+    )
+}
+
+/// Runs `wrk` with `script` against `url`; its report.
+pub(crate) fn wrk(
+    url: &str,
+    script: &std::path::Path,
+    threads: usize,
+    connections: usize,
+    duration: &str,
+) -> String {
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            duration,
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Requests a second from a wrk report.
+pub(crate) fn requests_per_sec(report: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
