@@ -120,6 +120,9 @@ pub(crate) fn run(root: &Path) -> Res<()> {
     step("the README's run command: cargo xtask demo --check", || {
         crate::demo::run(root, true, crate::demo::Binary::FromTests)
     })?;
+    step("its cluster: cargo xtask demo --cluster --check", || {
+        crate::cluster::check(root)
+    })?;
     crate::npm::test(root)?;
     step(
         "the browser pages end to end in headless Chromium (www/test/e2e.mjs)",

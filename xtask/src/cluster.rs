@@ -56,7 +56,30 @@ pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
     if std::env::var_os(SUPERVISING).is_some() {
         return supervise(root, check);
     }
-    crate::demo::build(root, crate::demo::Binary::Build)?;
+    let mut command = supervisor(root, check, crate::demo::Binary::Build)?;
+    // Replaces this process: the shell waits for it, Ctrl-C and all.
+    let error = command.exec();
+    Err(format!(
+        "cannot run {} again under `env --ignore-signal=INT` (GNU coreutils 8.31 or later): {error}",
+        exe.display()
+    )
+    .into())
+}
+
+/// `cargo xtask demo --cluster --check` as `cargo xtask ci` runs it: on the binary
+/// the tests built, in a child process that this one waits for.
+pub(crate) fn check(root: &Path) -> Res<()> {
+    let status = supervisor(root, true, crate::demo::Binary::FromTests)?.status()?;
+    if !status.success() {
+        return Err(format!("the cluster demo check failed: {status}").into());
+    }
+    Ok(())
+}
+
+/// Builds the binary, finds moto and PostgreSQL, and makes the command that runs
+/// this xtask again, with SIGINT ignored, as the cluster's supervisor.
+fn supervisor(root: &Path, check: bool, binary: crate::demo::Binary) -> Res<Command> {
+    crate::demo::build(root, binary)?;
     let (moto, pg_bindir) = crate::ci::step_value(
         "moto_server (the S3) and PostgreSQL's server programs (the catalogue)",
         || Ok((crate::moto::ensure(root)?, crate::postgres::install(root)?)),
@@ -72,13 +95,7 @@ pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
         .env("TAPESEAL_MOTO_SERVER", &moto)
         .env("TAPESEAL_PG_BINDIR", &pg_bindir)
         .current_dir(root);
-    // Replaces this process: the shell waits for it, Ctrl-C and all.
-    let error = command.exec();
-    Err(format!(
-        "cannot run {} again under `env --ignore-signal=INT` (GNU coreutils 8.31 or later): {error}",
-        exe.display()
-    )
-    .into())
+    Ok(command)
 }
 
 /// The cluster, from xtask running with SIGINT ignored.

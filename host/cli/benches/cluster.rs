@@ -64,6 +64,7 @@ fn main() {
             .collect();
         let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
         let ids = common::ingest(&urls, &tokens.recorder, recordings, RECORDING_BYTES);
+        let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
 
         // Playback starts: each instance gets its share of the connections and of
         // the recordings, and all run at once.
@@ -91,15 +92,20 @@ fn main() {
             .expect("script");
             script
         });
-        rows.push((instances, playback, ingest));
+        let sum = |name: &str| -> f64 { urls.iter().map(|u| common::metric(u, name)).sum() };
+        let retries = sum("tapeseal_catalogue_write_retries_total");
+        let commits = sum("tapeseal_audit_commits_total");
+        rows.push((instances, playback, ingest, retries, commits));
     }
     println!(
         "== instances sharing one PostgreSQL catalogue: wrk -c {CONNECTIONS} in all, {SECONDS} each"
     );
-    println!("| instances | playback starts/s (distinct recordings) | 1 MiB ingests/s |");
-    println!("|---|---|---|");
-    for (instances, playback, ingest) in rows {
-        println!("| {instances} | {playback:.0} | {ingest:.1} |");
+    println!(
+        "| instances | playback starts/s (distinct recordings) | 1 MiB ingests/s | catalogue writes run again | audit group commits |"
+    );
+    println!("|---|---|---|---|---|");
+    for (instances, playback, ingest, retries, commits) in rows {
+        println!("| {instances} | {playback:.0} | {ingest:.1} | {retries:.0} | {commits:.0} |");
     }
 }
 

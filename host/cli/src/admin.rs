@@ -25,6 +25,10 @@ pub(crate) struct DataArgs {
     /// Name of an environment variable holding the PostgreSQL catalogue's password.
     #[arg(long, requires = "catalogue")]
     catalogue_password_env: Option<String>,
+    /// CA certificates (PEM) the catalogue's server certificate must chain to
+    /// (default: the system's roots), when its URL's sslmode uses TLS.
+    #[arg(long, requires = "catalogue")]
+    catalogue_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +107,7 @@ fn catalogue(data: &DataArgs) -> Outcome<Catalogue> {
         return Ok(Catalogue::connect_postgres(
             url,
             password.as_ref().map(|p| p.as_str()),
+            data.catalogue_ca_file.as_deref(),
         )?);
     }
     DataDir::new(&data.data)

@@ -12,8 +12,8 @@ use tapeseal_store::time::civil_from_days;
 /// never encodes to it: [`segment`] always escapes `_`.
 pub const NO_CONVERSATION: &str = "_none";
 
-/// The longest destination prefix accepted.
-pub const MAX_PREFIX_LEN: usize = 512;
+/// The longest destination prefix accepted (the same as a repository's).
+pub use tapeseal_store::s3::MAX_PREFIX_LEN;
 
 /// A media type without its parameters, lower case (`Audio/WAV; x=y` → `audio/wav`).
 pub fn essence(content_type: &str) -> String {
@@ -63,31 +63,13 @@ pub fn segment(value: &str) -> String {
     out
 }
 
-/// Checks a destination prefix: empty, or `/`-separated segments of ASCII letters,
-/// digits, `-`, `_` and `.` (never `.` or `..`), at most [`MAX_PREFIX_LEN`] bytes.
-/// Returns it without leading or trailing `/`.
+/// Checks a destination prefix as a repository's is checked
+/// ([`tapeseal_store::s3::check_prefix`]): empty, or `/`-separated segments of ASCII
+/// letters, digits, `-`, `_` and `.` (never `.` or `..`), at most [`MAX_PREFIX_LEN`]
+/// bytes. Returns it without leading or trailing `/`.
 pub fn prefix(text: &str) -> Result<String, String> {
-    let trimmed = text.trim_matches('/');
-    if trimmed.len() > MAX_PREFIX_LEN {
-        return Err(format!("the prefix is longer than {MAX_PREFIX_LEN} bytes"));
-    }
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    for part in trimmed.split('/') {
-        let ok = !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !ok {
-            return Err(format!(
-                "the prefix segment '{part}' is not allowed: use ASCII letters, digits, '-', '_' and '.', separated by '/'"
-            ));
-        }
-    }
-    Ok(trimmed.to_string())
+    tapeseal_store::s3::check_prefix(text)?;
+    Ok(text.trim_matches('/').to_string())
 }
 
 /// The paths of one exported recording, relative to the destination.

@@ -115,10 +115,14 @@ fn audit_metrics(state: &super::AppState) -> String {
         "# HELP tapeseal_audit_commits_total Transactions that made audit entries durable (concurrent entries share one).\n\
          # TYPE tapeseal_audit_commits_total counter\n\
          tapeseal_audit_commits_total {}\n\
+         # HELP tapeseal_catalogue_write_retries_total Catalogue writes run again after a conflict with another writer (PostgreSQL).\n\
+         # TYPE tapeseal_catalogue_write_retries_total counter\n\
+         tapeseal_catalogue_write_retries_total {}\n\
          # HELP tapeseal_playback_cached_deks DEKs held in memory for playbacks now.\n\
          # TYPE tapeseal_playback_cached_deks gauge\n\
          tapeseal_playback_cached_deks {}\n",
         state.catalogue.audit_commits(),
+        state.catalogue.write_retries(),
         state.playback_deks.len()
     )
 }

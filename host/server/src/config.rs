@@ -25,6 +25,10 @@ pub struct Config {
     pub catalogue: Option<String>,
     /// Name of an environment variable holding the PostgreSQL catalogue's password.
     pub catalogue_password_env: Option<String>,
+    /// CA certificates (PEM) the PostgreSQL catalogue's server certificate must
+    /// chain to; without it, the system's roots. Used whenever TLS is (the URL's
+    /// `sslmode`: `require`, or `prefer`, the default, when the server offers it).
+    pub catalogue_ca_file: Option<PathBuf>,
     /// The recording repository.
     pub repository: RepositoryConfig,
     /// The master key that seals managed private KEKs.
@@ -455,6 +459,7 @@ impl Default for Config {
             data_dir: PathBuf::from("tapeseal-data"),
             catalogue: None,
             catalogue_password_env: None,
+            catalogue_ca_file: None,
             repository: RepositoryConfig::default(),
             master_key: MasterKeyConfig::default(),
             tls: None,

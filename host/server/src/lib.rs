@@ -123,6 +123,7 @@ pub fn open_catalogue(config: &Config) -> anyhow::Result<Catalogue> {
     Ok(Catalogue::connect_postgres(
         url,
         password.as_ref().map(|p| p.as_str()),
+        config.catalogue_ca_file.as_deref(),
     )?)
 }
 

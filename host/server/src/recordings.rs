@@ -240,16 +240,7 @@ pub async fn ingest(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let stored = seal_upload(&state, &params, recipient, body, &mut writer).await;
-    let plaintext_len = match stored {
-        Ok(len) => len,
-        Err(e) => {
-            discard(writer).await;
-            return Err(e);
-        }
-    };
-    let stored_len = writer.written();
-    writer.commit().await.map_err(|e| ApiError::internal(&e))?;
-    let record = RecordingRecord {
+    let record = |plaintext_len, stored_len| RecordingRecord {
         id: id.clone(),
         org_id: org.clone(),
         kek_id: kek_id.clone(),
@@ -261,17 +252,53 @@ pub async fn ingest(
         object_path: path.clone(),
         created_at,
     };
+    let message = "recording stored";
+    catalogue_upload(&state, &auth, started, writer, stored, record, message).await
+}
+
+/// The end of an upload streamed into `writer`, shared by ingest and envelopes sealed
+/// at the edge: `stored` is what storing gave (the plaintext length), and on an
+/// error the partial object is discarded. Otherwise the object is committed, the
+/// recording `record` builds from the plaintext and stored lengths is catalogued (its
+/// object deleted if the catalogue refuses it), counted and logged with `message`;
+/// the answer is the 201 with the recording.
+pub(crate) async fn catalogue_upload(
+    state: &AppState,
+    auth: &Auth,
+    started: Instant,
+    writer: ObjectWriter,
+    stored: ApiResult<u64>,
+    record: impl FnOnce(u64, u64) -> RecordingRecord,
+    message: &str,
+) -> ApiResult<(StatusCode, Json<RecordingView>)> {
+    let plaintext_len = match stored {
+        Ok(len) => len,
+        Err(e) => {
+            discard(writer).await;
+            return Err(e);
+        }
+    };
+    let stored_len = writer.written();
+    writer.commit().await.map_err(|e| ApiError::internal(&e))?;
+    let record = record(plaintext_len, stored_len);
     // The object is durable (fsynced, renamed, directory fsynced): only now may the
-    // catalogue say it exists.
+    // catalogue say it exists (with its `recording.ingest` audit entry, in the same
+    // transaction).
     tapeseal_store::crash_point!("ingest.before_catalogue");
     if let Err(e) = state.catalogue.insert_recording(&record, auth.actor()) {
-        let _ = state.repo.delete(&path).await;
+        let _ = state.repo.delete(&record.object_path).await;
         return Err(e.into());
     }
     tapeseal_store::crash_point!("ingest.after_catalogue");
     state.metrics.seals.inc();
     state.metrics.seal_seconds.observe(started.elapsed());
-    tracing::info!(recording_id = %id, kind = %query.kind, bytes = plaintext_len, "recording stored");
+    tracing::info!(
+        recording_id = %record.id,
+        kind = %record.media_kind,
+        bytes = plaintext_len,
+        stored = stored_len,
+        "{message}"
+    );
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 

@@ -25,7 +25,9 @@ use tapeseal_store::time::now_ms;
 
 use super::auth::Auth;
 use super::error::{ApiError, ApiResult};
-use super::recordings::{CONVERSATION_ID, RecordingView, discard, is_mime_type, valid_text};
+use super::recordings::{
+    CONVERSATION_ID, RecordingView, catalogue_upload, is_mime_type, valid_text,
+};
 use super::{AppState, Shared};
 
 /// The upload route (the download of the same path is in [`super::recordings`]).
@@ -108,44 +110,22 @@ pub async fn upload(
         &accepted,
         &mut writer,
     )
-    .await;
-    let layout = match stored {
-        Ok(layout) => layout,
-        Err(e) => {
-            discard(writer).await;
-            return Err(e);
-        }
-    };
-    let stored_len = writer.written();
-    writer.commit().await.map_err(|e| ApiError::internal(&e))?;
-    let record = RecordingRecord {
-        id: id.clone(),
+    .await
+    .map(|layout| layout.plaintext_len());
+    let record = |plaintext_len, stored_len| RecordingRecord {
+        id,
         org_id: org,
         kek_id: Some(accepted.kek_id),
         media_kind: accepted.media_kind.to_string(),
         content_type: accepted.content_type,
         conversation_id: accepted.conversation_id,
-        plaintext_len: layout.plaintext_len(),
+        plaintext_len,
         stored_len,
-        object_path: path.clone(),
+        object_path: path,
         created_at: now_ms(),
     };
-    // The object is durable: only now may the catalogue say it exists (with its
-    // `recording.ingest` audit entry, in the same transaction).
-    if let Err(e) = state.catalogue.insert_recording(&record, auth.actor()) {
-        let _ = state.repo.delete(&path).await;
-        return Err(e.into());
-    }
-    state.metrics.seals.inc();
-    state.metrics.seal_seconds.observe(started.elapsed());
-    tracing::info!(
-        recording_id = %id,
-        kind = accepted.media_kind,
-        bytes = record.plaintext_len,
-        stored = stored_len,
-        "recording sealed at the edge stored"
-    );
-    Ok((StatusCode::CREATED, Json(record.into())))
+    let message = "recording sealed at the edge stored";
+    catalogue_upload(&state, &auth, started, writer, stored, record, message).await
 }
 
 /// `rec-` and 32 lowercase hex digits, as the server's own ids

@@ -217,7 +217,7 @@ pub enum DbError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("{0}")]
+    #[error("{}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("cannot reach the PostgreSQL catalogue: {0}")]
@@ -252,6 +252,18 @@ impl DbError {
             }
             _ => false,
         }
+    }
+}
+
+/// What PostgreSQL said: its code and message when the server refused something,
+/// else the client's error with its cause.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -539,6 +551,19 @@ impl Db {
     /// documentation) and commits it if `f` succeeds. `f` may run more than once.
     pub fn write<T, E: From<DbError> + AsDbError>(
         &self,
+        f: impl FnMut(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_locked(&[], f)
+    }
+
+    /// Like [`Db::write`], with the locks `keys` held around the transaction (and
+    /// its runs again): PostgreSQL session advisory locks, taken in order before
+    /// the transaction begins, so that writers of one thing (an organisation, whose
+    /// audit entries are numbered one after the other) queue for it instead of
+    /// colliding and running again. SQLite's writers queue anyway.
+    pub fn write_locked<T, E: From<DbError> + AsDbError>(
+        &self,
+        keys: &[i64],
         mut f: impl FnMut(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         crate::blocking(|| match self {
@@ -552,15 +577,42 @@ impl Db {
                 Ok(out)
             }
             Self::Postgres(pg) => {
+                // A connection is given back only once its transaction and locks
+                // are let go; on any other way out (a panic, a failed ROLLBACK) it
+                // is closed, which ends both on the server.
+                let mut guard = Guard(Some(pg.client()?));
+                let client: &tokio_postgres::Client = guard
+                    .0
+                    .as_deref()
+                    .ok_or_else(|| DbError::Pool("no connection".into()))?;
+                let mut keys = keys.to_vec();
+                keys.sort_unstable();
+                keys.dedup();
+                for key in &keys {
+                    block_on(client.execute_typed(
+                        "SELECT pg_advisory_lock($1)",
+                        &[(key, tokio_postgres::types::Type::INT8)],
+                    ))
+                    .map_err(DbError::from)?;
+                }
                 let mut attempt = 0;
-                loop {
+                let mut healthy = true;
+                let out = loop {
                     attempt += 1;
-                    let result = pg.transaction(&mut f);
-                    match result {
+                    let run = Pg::transaction_on(
+                        client,
+                        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                        &mut f,
+                        &mut healthy,
+                    );
+                    match run {
                         Err(e)
-                            if attempt < MAX_ATTEMPTS
+                            if healthy
+                                && attempt < MAX_ATTEMPTS
                                 && e.as_db_error().is_some_and(DbError::is_retryable) =>
                         {
+                            pg.retries
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             // Back off a little, more each time, so the writers that
                             // collided do not collide again.
                             let jitter = crate::ids::random_bytes::<1>().map_or(0, |b| b[0]);
@@ -568,9 +620,18 @@ impl Db {
                                 u64::from(attempt) * 500 + u64::from(jitter) * 8,
                             ));
                         }
-                        other => return other,
+                        other => break other,
                     }
+                };
+                if healthy
+                    && !client.is_closed()
+                    && (keys.is_empty()
+                        || block_on(client.batch_execute("SELECT pg_advisory_unlock_all()"))
+                            .is_ok())
+                {
+                    guard.release();
                 }
+                out
             }
         })
     }
@@ -620,6 +681,9 @@ impl AsDbError for DbError {
 /// A PostgreSQL connection pool, with the runtime its connections run on.
 pub struct Pg {
     pool: deadpool_postgres::Pool,
+    /// Writes run again after a conflict, counted with the other pools that share
+    /// the counter.
+    retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -648,8 +712,16 @@ impl std::fmt::Debug for Pg {
 impl Pg {
     /// A pool of at most `size` connections to the database at `url`
     /// (`postgres://user[:password]@host[:port]/database[?options]`); `password`,
-    /// when given, overrides one in the URL. Connects once to check.
-    pub fn connect(url: &str, password: Option<&str>, size: usize) -> Result<Self, DbError> {
+    /// when given, overrides one in the URL. TLS as the URL's `sslmode` says
+    /// (`prefer` by default), verifying the server against `ca_file`'s
+    /// certificates or the system's roots. Connects once to check.
+    pub fn connect(
+        url: &str,
+        password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+        size: usize,
+        retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Self, DbError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| DbError::Pool(format!("bad catalogue URL: {e}")))?;
@@ -658,9 +730,10 @@ impl Pg {
         }
         config.application_name("tapeseal");
         config.connect_timeout(Duration::from_secs(10));
+        // TLS whenever the URL's `sslmode` asks for or allows it, always verified.
         let manager = deadpool_postgres::Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            crate::pgtls::connector(ca_file)?,
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
@@ -683,6 +756,7 @@ impl Pg {
         };
         let pg = Self {
             pool,
+            retries,
             runtime: Some(runtime),
         };
         drop(pg.client()?);
@@ -704,41 +778,54 @@ impl Pg {
         }
     }
 
-    fn transaction<T, E: From<DbError>>(
-        &self,
-        f: &mut impl FnMut(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.transaction_at("BEGIN ISOLATION LEVEL SERIALIZABLE", f)
-    }
-
+    /// Runs `f` in a transaction on a connection of its own from the pool.
     fn transaction_at<T, E: From<DbError>>(
         &self,
         begin: &str,
         f: &mut impl FnMut(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let client = self.client()?;
         // A connection is given back only after COMMIT or ROLLBACK went through; on
         // any other way out (a panic, a failed ROLLBACK) it is closed, which ends
         // the transaction on the server.
-        let mut guard = Guard(Some(client));
+        let mut guard = Guard(Some(self.client()?));
         let client: &tokio_postgres::Client = guard
             .0
-            .as_ref()
-            .map(|c| &**c)
+            .as_deref()
             .ok_or_else(|| DbError::Pool("no connection".into()))?;
+        let mut healthy = true;
+        let out = Self::transaction_on(client, begin, f, &mut healthy);
+        if healthy && !client.is_closed() {
+            guard.release();
+        }
+        out
+    }
+
+    /// Runs `f` in a transaction on `client`: `begin`, then COMMIT if `f` succeeds
+    /// and ROLLBACK if not. A connection whose ROLLBACK failed is closed.
+    fn transaction_on<T, E: From<DbError>>(
+        client: &tokio_postgres::Client,
+        begin: &str,
+        f: &mut impl FnMut(&Tx<'_>) -> Result<T, E>,
+        healthy: &mut bool,
+    ) -> Result<T, E> {
         block_on(client.batch_execute(begin)).map_err(DbError::from)?;
         let out = f(&Tx {
             inner: TxInner::Postgres(client),
         });
         match out {
-            Ok(value) => {
-                block_on(client.batch_execute("COMMIT")).map_err(DbError::from)?;
-                guard.release();
-                Ok(value)
-            }
+            Ok(value) => match block_on(client.batch_execute("COMMIT")) {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    // A failed COMMIT has ended the transaction; make sure of it.
+                    let _ = block_on(client.batch_execute("ROLLBACK"));
+                    Err(DbError::from(e).into())
+                }
+            },
             Err(e) => {
-                if block_on(client.batch_execute("ROLLBACK")).is_ok() {
-                    guard.release();
+                if block_on(client.batch_execute("ROLLBACK")).is_err() {
+                    // A connection with a transaction that may still be open must
+                    // not go back to the pool: its guard closes it.
+                    *healthy = false;
                 }
                 Err(e)
             }

@@ -13,6 +13,7 @@ pub mod datadir;
 pub mod db;
 pub mod durable;
 pub mod ids;
+mod pgtls;
 pub mod pinned;
 pub mod repo;
 pub mod s3;

@@ -105,6 +105,49 @@ both!(
     instances_opening_a_new_catalogue_together_migrate_it_once,
 );
 
+#[test]
+fn the_postgres_catalogue_speaks_tls_and_verifies_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Postgres::start_with_tls(dir.path());
+    let ca = cluster.ca_certificate().expect("a test CA");
+    let required = format!("{}?sslmode=require", cluster.url());
+    let catalogue = Catalogue::connect_postgres(&required, None, Some(ca)).expect("TLS");
+    catalogue.create_org("Acme", "test").expect("usable");
+    let encrypted = |cluster: &Postgres| -> u32 {
+        cluster
+            .psql(
+                &cluster.url(),
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+                 WHERE ssl AND application_name = 'tapeseal'",
+            )
+            .trim()
+            .parse()
+            .expect("a count")
+    };
+    assert!(
+        encrypted(&cluster) >= 1,
+        "the catalogue's connections use TLS"
+    );
+    drop(catalogue);
+    // Without sslmode (prefer), TLS is used whenever the server offers it.
+    let preferred = Catalogue::connect_postgres(&cluster.url(), None, Some(ca)).expect("prefer");
+    assert!(encrypted(&cluster) >= 1, "prefer encrypts too");
+    drop(preferred);
+
+    // A server whose certificate chains to another CA, or to none the system
+    // knows, is refused, and the error says it is TLS.
+    let other = Postgres::start_with_tls(dir.path());
+    for ca in [other.ca_certificate(), None] {
+        let err = Catalogue::connect_postgres(&required, None, ca).expect_err("refused");
+        assert!(err.to_string().contains("TLS"), "{err}");
+    }
+    // sslmode=require against a server without TLS is refused rather than plain.
+    let plain = Postgres::start(dir.path());
+    let err = Catalogue::connect_postgres(&format!("{}?sslmode=require", plain.url()), None, None)
+        .expect_err("no TLS there");
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
 fn kek(org_id: &str, id: &str) -> KekRecord {
     KekRecord {
         id: id.into(),

@@ -189,3 +189,16 @@ pub(crate) fn requests_per_sec(report: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A counter or gauge from the server's `/metrics`.
+pub(crate) fn metric(url: &str, name: &str) -> f64 {
+    reqwest::blocking::get(format!("{url}/metrics"))
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}

@@ -127,15 +127,82 @@ fn assert_stored(api: &Api, org: &Org, data: &Path, count: usize, refused: &str)
     assert_eq!(objects.len(), count, "{objects:?}");
 }
 
+/// A server on a fresh data directory with organisation "acme", and acme's current
+/// KEK: what every test here starts from.
+struct Edge {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    acme: Org,
+    /// Running for as long as the test holds this.
+    _server: Server,
+    api: Api,
+    kek: Kek,
+}
+
+impl Edge {
+    /// Starts a server with extra `config` lines; acme's recorder asks for the KEK.
+    fn start(config: &str) -> Self {
+        Self::start_asking(config, |api, acme, dir| {
+            current_kek(api, &acme.recorder, dir)
+        })
+    }
+
+    /// Starts a server with extra `config` lines; `ask` gets acme's current KEK from
+    /// it (and may check the server before it does).
+    fn start_asking(config: &str, ask: impl FnOnce(&Api, &Org, &Path) -> Kek) -> Self {
+        let (dir, data, acme) = fixture();
+        let server = Server::start(&data, config);
+        let api = server.api();
+        let kek = ask(&api, &acme, dir.path());
+        Self {
+            dir,
+            data,
+            acme,
+            _server: server,
+            api,
+            kek,
+        }
+    }
+
+    /// Seals `plaintext` for acme with the current KEK (see [`seal`]).
+    fn seal(&self, name: &str, plaintext: &[u8], extra: &[&str]) -> (String, Vec<u8>) {
+        seal(
+            self.dir.path(),
+            name,
+            &self.acme.id,
+            &self.kek.id,
+            &self.kek.pem,
+            plaintext,
+            extra,
+        )
+    }
+
+    /// Uploads `body` as recording `id` with acme's recorder token.
+    fn put(&self, id: &str, body: Vec<u8>) -> Response {
+        put_envelope(&self.api, &self.acme.recorder, id, body)
+    }
+
+    /// Uploads `body` as recording `id`, expects 201 and returns the recording.
+    fn upload(&self, id: &str, body: Vec<u8>) -> Value {
+        expect_json(self.put(id, body), 201)
+    }
+
+    /// [`assert_stored`] for acme.
+    fn assert_stored(&self, count: usize, refused: &str) {
+        assert_stored(&self.api, &self.acme, &self.data, count, refused);
+    }
+}
+
 #[test]
 fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-
     // The current KEK: recorders and admins may ask; the first ask creates it.
-    expect_error(api.get(&acme.player, "/v1/keks/current"), 403, "forbidden");
-    let view = expect_json(api.get(&acme.recorder, "/v1/keks/current"), 200);
+    let mut view = Value::Null;
+    let e = Edge::start_asking("", |api, acme, dir| {
+        expect_error(api.get(&acme.player, "/v1/keks/current"), 403, "forbidden");
+        view = expect_json(api.get(&acme.recorder, "/v1/keks/current"), 200);
+        current_kek(api, &acme.admin, dir)
+    });
+    let (api, acme, kek) = (&e.api, &e.acme, &e.kek);
     assert_eq!(view["org_id"], acme.id.as_str());
     assert_eq!(view["wrap_algorithm"], "rsa-oaep-sha256");
     assert!(
@@ -144,7 +211,6 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
             .expect("pem")
             .starts_with("-----BEGIN PUBLIC KEY-----\n")
     );
-    let kek = current_kek(&api, &acme.admin, dir.path());
     assert_eq!(view["id"], kek.id.as_str(), "the same KEK for every ask");
     let keks = expect_json(api.get(&acme.admin, "/v1/keks"), 200);
     assert_eq!(keks.as_array().expect("keks").len(), 1, "{keks}");
@@ -154,12 +220,8 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
 
     // Seal with the real binary; four chunks, the last one partial.
     let plaintext = noise(200_000, 11);
-    let (id, envelope) = seal(
-        dir.path(),
+    let (id, envelope) = e.seal(
         "call",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
         &plaintext,
         &["--context", "conversation-id=conv-edge-1"],
     );
@@ -167,14 +229,11 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
 
     // Recorders only.
     expect_error(
-        put_envelope(&api, &acme.player, &id, envelope.clone()),
+        put_envelope(api, &acme.player, &id, envelope.clone()),
         403,
         "forbidden",
     );
-    let stored = expect_json(
-        put_envelope(&api, &acme.recorder, &id, envelope.clone()),
-        201,
-    );
+    let stored = e.upload(&id, envelope.clone());
     assert_eq!(stored["id"], id.as_str());
     assert_eq!(stored["kek_id"], kek.id.as_str());
     assert_eq!(stored["media_kind"], "call");
@@ -189,7 +248,7 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
     );
 
     // The stored object is the envelope, byte for byte, and the only file.
-    let files = files_under(&data.join("recordings"));
+    let files = files_under(&e.data.join("recordings"));
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(read(&files[0]), envelope);
     let download = api.get(&acme.player, &format!("/v1/recordings/{id}/envelope"));
@@ -234,10 +293,10 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
         200,
     );
     assert_eq!(listed[0]["id"], id.as_str());
-    assert_eq!(metric(&api, "tapeseal_seals_total"), 1.0);
+    assert_eq!(metric(api, "tapeseal_seals_total"), 1.0);
     assert_eq!(
         metric(
-            &api,
+            api,
             "tapeseal_http_requests_total{route=\"/v1/recordings/{id}/envelope\",status=\"201\"}"
         ),
         1.0
@@ -255,57 +314,38 @@ fn a_recording_sealed_at_the_edge_is_uploaded_and_plays_back_whole_and_by_range(
 
 #[test]
 fn an_envelope_of_another_organisation_or_recording_or_with_bad_metadata_is_refused() {
-    let (dir, data, acme) = fixture();
-    let globex = org(&data, "globex");
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
+    let globex = org(&e.data, "globex");
     let plaintext = noise(70_000, 12);
 
     // Sealed for globex with acme's KEK: acme may not store it...
     let (id, envelope) = seal(
-        dir.path(),
+        e.dir.path(),
         "globex",
         &globex.id,
-        &kek.id,
-        &kek.pem,
+        &e.kek.id,
+        &e.kek.pem,
         &plaintext,
         &[],
     );
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope.clone()),
-        403,
-        "forbidden",
-    );
+    let message = expect_error(e.put(&id, envelope.clone()), 403, "forbidden");
     assert!(message.contains(&globex.id), "{message}");
-    assert_stored(&api, &acme, &data, 0, &id);
+    e.assert_stored(0, &id);
     // ...and for globex, acme's KEK is one it does not have.
     expect_error(
-        put_envelope(&api, &globex.recorder, &id, envelope),
+        put_envelope(&e.api, &globex.recorder, &id, envelope),
         404,
         "unknown_key",
     );
-    assert_stored(&api, &globex, &data, 0, &id);
+    assert_stored(&e.api, &globex, &e.data, 0, &id);
 
     // A well-formed envelope of acme uploaded under another id.
-    let (id, envelope) = seal(
-        dir.path(),
-        "acme",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &plaintext,
-        &[],
-    );
+    let (id, envelope) = e.seal("acme", &plaintext, &[]);
     let other = "rec-0123456789abcdef0123456789abcdef";
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, other, envelope.clone()),
-        422,
-        "invalid_parameter",
-    );
+    let message = expect_error(e.put(other, envelope.clone()), 422, "invalid_parameter");
     assert!(message.contains(&id), "{message}");
-    assert_stored(&api, &acme, &data, 0, other);
-    assert_stored(&api, &acme, &data, 0, &id);
+    e.assert_stored(0, other);
+    e.assert_stored(0, &id);
     // Metadata the catalogue does not take, as ingest would not.
     for (name, extra, why) in [
         ("no-mime", ["--content-type", "nonsense"], "MIME type"),
@@ -315,88 +355,55 @@ fn an_envelope_of_another_organisation_or_recording_or_with_bad_metadata_is_refu
             "conversation-id",
         ),
     ] {
-        let (bad, sealed) = seal(
-            dir.path(),
-            name,
-            &acme.id,
-            &kek.id,
-            &kek.pem,
-            &plaintext,
-            &extra,
-        );
-        let message = expect_error(
-            put_envelope(&api, &acme.recorder, &bad, sealed),
-            422,
-            "invalid_parameter",
-        );
+        let (bad, sealed) = e.seal(name, &plaintext, &extra);
+        let message = expect_error(e.put(&bad, sealed), 422, "invalid_parameter");
         assert!(message.contains(why), "{message}");
-        assert_stored(&api, &acme, &data, 0, &bad);
+        e.assert_stored(0, &bad);
     }
     // An id that is not a recording id is refused before anything is read.
     expect_error(
-        put_envelope(&api, &acme.recorder, "not-a-recording", envelope.clone()),
+        e.put("not-a-recording", envelope.clone()),
         400,
         "bad_request",
     );
     // What was refused was only the id: under its own id it is stored.
-    expect_json(put_envelope(&api, &acme.recorder, &id, envelope), 201);
-    assert_eq!(api.content(&acme.player, &id), plaintext);
+    e.upload(&id, envelope);
+    assert_eq!(e.api.content(&e.acme.player, &id), plaintext);
 }
 
 #[test]
 fn an_envelope_for_an_unknown_kek_or_with_the_wrong_padding_is_refused() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
     let plaintext = noise(30_000, 13);
 
     // A key pair the server has never seen.
-    let keys = dir.path().join("keys");
+    let keys = e.dir.path().join("keys");
     let keys_arg = keys.to_str().expect("utf-8 path");
     cli(&["keygen", "--out", keys_arg, "--id", "kek-0000000000000000"]);
     let (id, envelope) = seal(
-        dir.path(),
+        e.dir.path(),
         "unknown",
-        &acme.id,
+        &e.acme.id,
         "kek-0000000000000000",
         &keys.join("kek-0000000000000000.public.pem"),
         &plaintext,
         &[],
     );
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope),
-        404,
-        "unknown_key",
-    );
+    let message = expect_error(e.put(&id, envelope), 404, "unknown_key");
     assert!(message.contains("kek-0000000000000000"), "{message}");
-    assert_stored(&api, &acme, &data, 0, &id);
+    e.assert_stored(0, &id);
 
     // The right KEK, wrapped with another OAEP padding than the KEK takes.
-    let (id, envelope) = seal(
-        dir.path(),
-        "sha1",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &plaintext,
-        &["--wrap", "rsa-oaep-sha1"],
-    );
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope),
-        422,
-        "invalid_parameter",
-    );
+    let (id, envelope) = e.seal("sha1", &plaintext, &["--wrap", "rsa-oaep-sha1"]);
+    let message = expect_error(e.put(&id, envelope), 422, "invalid_parameter");
     assert!(message.contains("rsa-oaep-sha1"), "{message}");
-    assert_stored(&api, &acme, &data, 0, &id);
+    e.assert_stored(0, &id);
 }
 
 #[test]
 fn an_older_active_kek_is_taken_a_retired_one_refused_and_a_deleted_one_unknown() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let old = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
+    let (api, acme, old) = (&e.api, &e.acme, &e.kek);
     let rotated = expect_json(api.post_json(&acme.admin, "/v1/keks", &json!({})), 201);
     let new = rotated["id"].as_str().expect("id").to_string();
     assert_ne!(new, old.id);
@@ -404,16 +411,8 @@ fn an_older_active_kek_is_taken_a_retired_one_refused_and_a_deleted_one_unknown(
     // A recorder that has not asked since the rotation still seals for the old KEK,
     // which is active: taken.
     let first = noise(90_000, 14);
-    let (kept, envelope) = seal(
-        dir.path(),
-        "older",
-        &acme.id,
-        &old.id,
-        &old.pem,
-        &first,
-        &[],
-    );
-    let stored = expect_json(put_envelope(&api, &acme.recorder, &kept, envelope), 201);
+    let (kept, envelope) = e.seal("older", &first, &[]);
+    let stored = e.upload(&kept, envelope);
     assert_eq!(stored["kek_id"], old.id.as_str());
 
     // A rewrap job moves it onto the new KEK and retires the old one.
@@ -436,110 +435,53 @@ fn an_older_active_kek_is_taken_a_retired_one_refused_and_a_deleted_one_unknown(
     );
 
     // Sealed for the retired KEK: refused.
-    let (id, envelope) = seal(
-        dir.path(),
-        "retired",
-        &acme.id,
-        &old.id,
-        &old.pem,
-        &noise(20_000, 15),
-        &[],
-    );
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope.clone()),
-        409,
-        "conflict",
-    );
+    let (id, envelope) = e.seal("retired", &noise(20_000, 15), &[]);
+    let message = expect_error(e.put(&id, envelope.clone()), 409, "conflict");
     assert!(message.contains("retired"), "{message}");
-    assert_stored(&api, &acme, &data, 1, &id);
+    e.assert_stored(1, &id);
 
     // Deleted, the KEK is one the organisation does not have.
     let deleted = api.delete(&acme.admin, &format!("/v1/keks/{}", old.id));
     assert_eq!(deleted.status().as_u16(), 204);
-    expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope),
-        404,
-        "unknown_key",
-    );
-    assert_stored(&api, &acme, &data, 1, &id);
+    expect_error(e.put(&id, envelope), 404, "unknown_key");
+    e.assert_stored(1, &id);
     assert_eq!(api.content(&acme.player, &kept), first);
 }
 
 #[test]
 fn a_recording_id_already_catalogued_is_refused_and_the_original_kept() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
     let original = noise(80_000, 16);
-    let (id, envelope) = seal(
-        dir.path(),
-        "first",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &original,
-        &[],
-    );
-    expect_json(
-        put_envelope(&api, &acme.recorder, &id, envelope.clone()),
-        201,
-    );
+    let (id, envelope) = e.seal("first", &original, &[]);
+    e.upload(&id, envelope.clone());
 
     // The same upload again, and another recording sealed under the same id.
-    let message = expect_error(
-        put_envelope(&api, &acme.recorder, &id, envelope.clone()),
-        409,
-        "conflict",
-    );
+    let message = expect_error(e.put(&id, envelope.clone()), 409, "conflict");
     assert!(message.contains("already exists"), "{message}");
-    let (same_id, other) = seal(
-        dir.path(),
-        "second",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &noise(80_000, 17),
-        &["--recording-id", &id],
-    );
+    let (same_id, other) = e.seal("second", &noise(80_000, 17), &["--recording-id", &id]);
     assert_eq!(same_id, id);
-    expect_error(
-        put_envelope(&api, &acme.recorder, &id, other),
-        409,
-        "conflict",
-    );
+    expect_error(e.put(&id, other), 409, "conflict");
 
     // Nothing changed: one recording, its object the first envelope, playing the
     // first plaintext.
-    let listed = expect_json(api.get(&acme.admin, "/v1/recordings"), 200);
+    let listed = expect_json(e.api.get(&e.acme.admin, "/v1/recordings"), 200);
     assert_eq!(listed.as_array().expect("list").len(), 1);
-    let files = files_under(&data.join("recordings"));
+    let files = files_under(&e.data.join("recordings"));
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(read(&files[0]), envelope);
-    let ingests = audit_actions(&api, &acme.admin)
+    let ingests = audit_actions(&e.api, &e.acme.admin)
         .iter()
         .filter(|a| *a == "recording.ingest")
         .count();
     assert_eq!(ingests, 1);
-    assert_eq!(api.content(&acme.player, &id), original);
+    assert_eq!(e.api.content(&e.acme.player, &id), original);
 }
 
 #[test]
 fn a_truncated_envelope_is_refused() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
     let plaintext = noise(200_000, 18);
-    let (id, envelope) = seal(
-        dir.path(),
-        "call",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &plaintext,
-        &[],
-    );
+    let (id, envelope) = e.seal("call", &plaintext, &[]);
     let header = header_len(&envelope);
     assert_eq!(
         envelope.len(),
@@ -550,59 +492,44 @@ fn a_truncated_envelope_is_refused() {
     // the header: lengths no complete envelope has.
     for cut in [header + 2 * STRIDE + 10, header + 3 * STRIDE + 5, header] {
         let message = expect_error(
-            put_envelope(&api, &acme.recorder, &id, envelope[..cut].to_vec()),
+            e.put(&id, envelope[..cut].to_vec()),
             422,
             "invalid_parameter",
         );
         assert!(message.contains("truncated"), "{message}");
-        assert_stored(&api, &acme, &data, 0, &id);
+        e.assert_stored(0, &id);
     }
     // Cut inside the header, and inside its prefix.
     for cut in [header - 1, 10] {
         expect_error(
-            put_envelope(&api, &acme.recorder, &id, envelope[..cut].to_vec()),
+            e.put(&id, envelope[..cut].to_vec()),
             422,
             "incomplete_header",
         );
-        assert_stored(&api, &acme, &data, 0, &id);
+        e.assert_stored(0, &id);
     }
 
     // Whole, the same envelope is taken: only its length was refused.
-    expect_json(put_envelope(&api, &acme.recorder, &id, envelope), 201);
-    assert_eq!(api.content(&acme.player, &id), plaintext);
+    e.upload(&id, envelope);
+    assert_eq!(e.api.content(&e.acme.player, &id), plaintext);
 }
 
 #[test]
 fn trailing_bytes_are_refused() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
     // Three full chunks: any byte after them starts a fourth chunk.
     let plaintext = noise(3 * CHUNK, 19);
-    let (id, envelope) = seal(
-        dir.path(),
-        "full",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &plaintext,
-        &[],
-    );
+    let (id, envelope) = e.seal("full", &plaintext, &[]);
     assert_eq!(envelope.len(), header_len(&envelope) + 3 * STRIDE);
     for extra in [1, 7, 16, STRIDE + 3] {
         let mut padded = envelope.clone();
         padded.extend_from_slice(&noise(extra, 20));
-        let message = expect_error(
-            put_envelope(&api, &acme.recorder, &id, padded),
-            422,
-            "invalid_parameter",
-        );
+        let message = expect_error(e.put(&id, padded), 422, "invalid_parameter");
         assert!(message.contains("trailing bytes"), "{message}");
-        assert_stored(&api, &acme, &data, 0, &id);
+        e.assert_stored(0, &id);
     }
-    expect_json(put_envelope(&api, &acme.recorder, &id, envelope), 201);
-    assert_eq!(api.content(&acme.player, &id), plaintext);
+    e.upload(&id, envelope);
+    assert_eq!(e.api.content(&e.acme.player, &id), plaintext);
 }
 
 /// What a test does to an envelope.
@@ -615,10 +542,7 @@ type Damage = fn(&[u8]) -> Vec<u8>;
 /// playback reports it (and audits the failure).
 #[test]
 fn a_cut_or_padding_the_length_cannot_reveal_is_stored_and_playback_reports_it() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("");
     let cases: [(&str, Damage); 3] = [
         ("boundary", |e| e[..header_len(e) + 2 * STRIDE].to_vec()),
         ("mid-chunk", |e| {
@@ -627,26 +551,19 @@ fn a_cut_or_padding_the_length_cannot_reveal_is_stored_and_playback_reports_it()
         ("padded", |e| [e, &noise(30_000, 27)[..]].concat()),
     ];
     for (name, damage) in cases {
-        let (id, envelope) = seal(
-            dir.path(),
-            name,
-            &acme.id,
-            &kek.id,
-            &kek.pem,
-            &noise(200_000, 21),
-            &[],
-        );
+        let (id, envelope) = e.seal(name, &noise(200_000, 21), &[]);
         let damaged = damage(&envelope);
         assert_ne!(damaged.len(), envelope.len());
-        expect_json(put_envelope(&api, &acme.recorder, &id, damaged), 201);
+        e.upload(&id, damaged);
         expect_error(
-            api.get(&acme.player, &format!("/v1/recordings/{id}/content")),
+            e.api
+                .get(&e.acme.player, &format!("/v1/recordings/{id}/content")),
             500,
             "decrypt_failed",
         );
     }
-    assert_eq!(files_under(&data.join("recordings")).len(), 3);
-    let failed = audit_actions(&api, &acme.admin)
+    assert_eq!(files_under(&e.data.join("recordings")).len(), 3);
+    let failed = audit_actions(&e.api, &e.acme.admin)
         .iter()
         .filter(|a| *a == "recording.decrypt_failed")
         .count();
@@ -655,19 +572,8 @@ fn a_cut_or_padding_the_length_cannot_reveal_is_stored_and_playback_reports_it()
 
 #[test]
 fn garbage_is_refused() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(&data, "");
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
-    let (id, envelope) = seal(
-        dir.path(),
-        "call",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &noise(10_000, 22),
-        &[],
-    );
+    let e = Edge::start("");
+    let (id, envelope) = e.seal("call", &noise(10_000, 22), &[]);
 
     let mut version_2 = envelope.clone();
     version_2[9] = 2;
@@ -685,63 +591,29 @@ fn garbage_is_refused() {
         ("unknown media kind", bad_kind, "malformed_header"),
     ];
     for (what, body, code) in refusals {
-        let response = put_envelope(&api, &acme.recorder, &id, body);
+        let response = e.put(&id, body);
         assert_eq!(response.status().as_u16(), 422, "{what}");
         let body: Value = response.json().expect("JSON error");
         assert_eq!(body["error"]["code"], code, "{what}: {body}");
-        assert_stored(&api, &acme, &data, 0, &id);
+        e.assert_stored(0, &id);
     }
-    expect_json(put_envelope(&api, &acme.recorder, &id, envelope), 201);
+    e.upload(&id, envelope);
 }
 
 #[test]
 fn uploads_have_ingests_limits_and_leave_nothing_when_cut_off_or_stalled() {
-    let (dir, data, acme) = fixture();
-    let server = Server::start(
-        &data,
-        "max_upload_bytes = 100000\n[limits]\nbody_idle_timeout_secs = 1",
-    );
-    let api = server.api();
-    let kek = current_kek(&api, &acme.recorder, dir.path());
+    let e = Edge::start("max_upload_bytes = 100000\n[limits]\nbody_idle_timeout_secs = 1");
 
     // The limit is on plaintext, as for ingest: 100,000 bytes fit, 100,001 do not.
-    let (over, envelope) = seal(
-        dir.path(),
-        "over",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &noise(100_001, 24),
-        &[],
-    );
-    expect_error(
-        put_envelope(&api, &acme.recorder, &over, envelope),
-        413,
-        "payload_too_large",
-    );
-    assert_stored(&api, &acme, &data, 0, &over);
-    let (fits, envelope) = seal(
-        dir.path(),
-        "fits",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &noise(100_000, 25),
-        &[],
-    );
-    expect_json(put_envelope(&api, &acme.recorder, &fits, envelope), 201);
+    let (over, envelope) = e.seal("over", &noise(100_001, 24), &[]);
+    expect_error(e.put(&over, envelope), 413, "payload_too_large");
+    e.assert_stored(0, &over);
+    let (fits, envelope) = e.seal("fits", &noise(100_000, 25), &[]);
+    e.upload(&fits, envelope);
 
-    let (id, envelope) = seal(
-        dir.path(),
-        "stalled",
-        &acme.id,
-        &kek.id,
-        &kek.pem,
-        &noise(90_000, 26),
-        &[],
-    );
+    let (id, envelope) = e.seal("stalled", &noise(90_000, 26), &[]);
     // An upload that stops sending: 504 after the idle timeout.
-    let mut stream = raw_put(&api, &acme.recorder, &id, &envelope, 40_000);
+    let mut stream = raw_put(&e.api, &e.acme.recorder, &id, &envelope, 40_000);
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -750,15 +622,15 @@ fn uploads_have_ingests_limits_and_leave_nothing_when_cut_off_or_stalled() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
     assert!(answer.contains("\"timeout\""), "{answer}");
-    assert_stored(&api, &acme, &data, 1, &id);
+    e.assert_stored(1, &id);
     // An upload whose connection goes away mid-way.
-    let stream = raw_put(&api, &acme.recorder, &id, &envelope, 40_000);
+    let stream = raw_put(&e.api, &e.acme.recorder, &id, &envelope, 40_000);
     std::thread::sleep(Duration::from_millis(300));
     drop(stream);
     std::thread::sleep(Duration::from_millis(500));
-    assert_stored(&api, &acme, &data, 1, &id);
+    e.assert_stored(1, &id);
     // The id is free again.
-    expect_json(put_envelope(&api, &acme.recorder, &id, envelope), 201);
+    e.upload(&id, envelope);
 }
 
 /// A PUT on a raw connection that declares the whole envelope and sends only its

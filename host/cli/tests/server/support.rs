@@ -143,10 +143,16 @@ pub(crate) fn fixture() -> (tempfile::TempDir, PathBuf, Org) {
     (dir, data, acme)
 }
 
-/// Creates an organisation and its tokens with the CLI, as an operator would.
+/// Creates an organisation and its tokens with the CLI, as an operator would, in the
+/// catalogue of the data directory `data`.
 pub(crate) fn org(data: &Path, name: &str) -> Org {
-    let data = data.to_str().expect("utf-8 path");
-    let created = cli(&["org", "create", "--data", data, name]);
+    org_in(&["--data", data.to_str().expect("utf-8 path")], name)
+}
+
+/// Creates an organisation and its tokens with the CLI in the catalogue `location`
+/// names: `["--data", dir]` or `["--catalogue", url]`.
+pub(crate) fn org_in(location: &[&str], name: &str) -> Org {
+    let created = cli(&[&["org", "create"], location, &[name]].concat());
     let id = created
         .split_whitespace()
         .find(|w| w.starts_with("org-"))
@@ -154,8 +160,11 @@ pub(crate) fn org(data: &Path, name: &str) -> Org {
         .to_string();
     let token = |role: &str| {
         cli(&[
-            "token", "create", "--data", data, "--org", name, "--role", role,
-        ])
+            &["token", "create"],
+            location,
+            &["--org", name, "--role", role],
+        ]
+        .concat())
         .trim()
         .to_string()
     };

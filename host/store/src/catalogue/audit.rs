@@ -370,6 +370,10 @@ impl Row {
         }
     }
 
+    pub(super) fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
     pub(super) fn insert(
         &self,
         tx: &crate::db::Tx<'_>,

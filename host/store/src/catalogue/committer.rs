@@ -123,7 +123,12 @@ fn write(db: &Db, queue: &Receiver<Pending>, commits: &AtomicU64) {
 /// Writes a batch in one transaction (run again as a whole if PostgreSQL reports a
 /// conflict with another instance's writer: the numbering stays gap-free).
 fn commit(db: &Db, batch: &[Pending]) -> Result<(), DbError> {
-    db.write(|tx| {
+    // The organisations' locks, as every writer of their audit entries takes them.
+    let locks: Vec<i64> = batch
+        .iter()
+        .map(|pending| super::org_lock(pending.row.org_id()))
+        .collect();
+    db.write_locked(&locks, |tx| {
         for pending in batch {
             pending.row.insert(tx)?;
         }

@@ -187,7 +187,7 @@ impl Catalogue {
         actor: &str,
         event: Option<&AuditEvent<'_>>,
     ) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let now = now_ms();
             match &item.outcome {
                 ExportOutcome::Done(f) => tx.execute(
@@ -307,7 +307,7 @@ impl Catalogue {
                 "DELETE FROM export_items WHERE job_id = ?1 AND state = 'failed'",
                 params![job_id],
             )?;
-            Ok(n as u64)
+            Ok(n)
         })
     }
 }

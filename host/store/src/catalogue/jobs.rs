@@ -105,7 +105,7 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<Job> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let now = now_ms();
             let job = Job {
                 id: ids::new_id("job")?,
@@ -182,7 +182,7 @@ impl Catalogue {
         owner: &str,
         lease_ms: i64,
     ) -> Result<Option<Job>> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let now = now_ms();
             let job = tx.query_opt(
                 &format!(
@@ -296,7 +296,7 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<bool> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let current: Option<String> = tx.query_opt(
                 "SELECT state FROM jobs WHERE org_id = ?1 AND id = ?2",
                 params![org_id, job_id],

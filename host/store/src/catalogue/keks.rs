@@ -141,7 +141,7 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<bool> {
-        self.write(|tx| {
+        self.write_for(&kek.org_id, |tx| {
             let current = current_in(tx, &kek.org_id, kek.holder())?;
             if current.as_ref().map(|k| k.id.as_str()) != replacing {
                 return Ok(false);
@@ -160,7 +160,7 @@ impl Catalogue {
 
     /// Records a new active KEK and its audit entry in one transaction.
     pub fn insert_kek(&self, kek: &KekRecord, actor: &str, event: &AuditEvent<'_>) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(&kek.org_id, |tx| {
             insert_kek(tx, kek)?;
             append(tx, &kek.org_id, actor, event)?;
             Ok(())
@@ -254,7 +254,7 @@ impl Catalogue {
         kek_id: &str,
         actor: &str,
     ) -> Result<Result<(), KekUsers>> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let exists: Option<String> = tx.query_opt(
                 "SELECT id FROM keks WHERE org_id = ?1 AND id = ?2",
                 params![org_id, kek_id],
@@ -355,7 +355,7 @@ impl Catalogue {
     /// Sets an organisation's rotation period, audited as done by `actor`; it is
     /// kept across restarts.
     pub fn set_schedule(&self, org_id: &str, period: Period, actor: &str) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let n = tx.execute(
                 "UPDATE rotation_schedules SET period = ?1 WHERE org_id = ?2",
                 params![period.name(), org_id],

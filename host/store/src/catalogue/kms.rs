@@ -112,7 +112,7 @@ impl Catalogue {
         actor: &str,
         events: &[AuditEvent<'_>],
     ) -> Result<i64> {
-        self.write(|tx| {
+        self.write_for(&settings.org_id, |tx| {
             let updated_at = switch_mode(tx, KekHolder::Kms, &settings.org_id)?;
             tx.execute(
                 "INSERT INTO kms_settings (org_id, key_id, key_arn, region, access_key_id,
@@ -184,7 +184,7 @@ impl Catalogue {
         actor: &str,
         events: &[AuditEvent<'_>],
     ) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let settings = match holder {
                 KekHolder::Managed => None,
                 KekHolder::Lkm => Some("SELECT COUNT(*) FROM lkm_settings WHERE org_id = ?1"),
@@ -209,7 +209,7 @@ impl Catalogue {
                 insert_kek(tx, kek)?;
             }
             append(
-                &tx,
+                tx,
                 org_id,
                 actor,
                 &AuditEvent::KeyMode {

@@ -99,7 +99,7 @@ impl Catalogue {
     /// sealed for its registered key pairs from now on; KEKs it had keep working.
     /// `updated_at` is set here (and returned), later than any earlier version.
     pub fn set_lkm_settings(&self, settings: &LkmSettings, actor: &str) -> Result<i64> {
-        self.write(|tx| {
+        self.write_for(&settings.org_id, |tx| {
             let updated_at = switch_mode(tx, KekHolder::Lkm, &settings.org_id)?;
             tx.execute(
                 "INSERT INTO lkm_settings (org_id, decrypt_url, hawk_id, sealed_hawk_key, ca_pem,
@@ -133,7 +133,7 @@ impl Catalogue {
                 ],
             )?;
             append(
-                &tx,
+                tx,
                 &settings.org_id,
                 actor,
                 &AuditEvent::LkmConfigure {
@@ -168,7 +168,7 @@ impl Catalogue {
         outcome: std::result::Result<(), &str>,
         actor: &str,
     ) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let (registered_at, error) = match outcome {
                 Ok(()) => (Some(now_ms()), None),
                 Err(reason) => (None, Some(reason)),

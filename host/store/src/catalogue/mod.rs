@@ -190,6 +190,8 @@ impl From<rusqlite::Error> for CatalogueError {
 pub struct Catalogue {
     db: Db,
     committer: committer::Committer,
+    /// PostgreSQL writes run again after a conflict with another writer.
+    retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -232,34 +234,67 @@ impl Catalogue {
         // The audit writer has a connection of its own: while its commit waits
         // for the disk, requests keep reading through this one.
         let writer = Db::Sqlite(Mutex::new(crate::sqlite::connect(path)?));
-        Self::with(db, writer)
+        Self::with(db, writer, Default::default())
     }
 
     /// Connects to the PostgreSQL catalogue at `url` (`postgres://user@host:port/db`;
-    /// `password`, when given, overrides one in the URL) and applies any pending
-    /// migrations, one instance at a time.
-    pub fn connect_postgres(url: &str, password: Option<&str>) -> Result<Self> {
-        let db = Db::Postgres(crate::db::Pg::connect(url, password, POSTGRES_POOL_SIZE)?);
+    /// `password`, when given, overrides one in the URL; TLS as its `sslmode` says,
+    /// the server verified against `ca_file` or the system's roots) and applies any
+    /// pending migrations, one instance at a time.
+    pub fn connect_postgres(
+        url: &str,
+        password: Option<&str>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self> {
+        let retries = std::sync::Arc::default();
+        let db = Db::Postgres(crate::db::Pg::connect(
+            url,
+            password,
+            ca_file,
+            POSTGRES_POOL_SIZE,
+            std::sync::Arc::clone(&retries),
+        )?);
         migrate(&db)?;
         // The audit writer holds a connection of its own too.
-        let writer = Db::Postgres(crate::db::Pg::connect(url, password, 1)?);
-        Self::with(db, writer)
+        let writer = Db::Postgres(crate::db::Pg::connect(
+            url,
+            password,
+            ca_file,
+            1,
+            std::sync::Arc::clone(&retries),
+        )?);
+        Self::with(db, writer, retries)
     }
 
     /// Opens the catalogue a configuration names: a `postgres://` or
     /// `postgresql://` URL, or else the path of a SQLite file.
     pub fn open_location(location: &str, password: Option<&str>) -> Result<Self> {
         if is_postgres_url(location) {
-            Self::connect_postgres(location, password)
+            Self::connect_postgres(location, password, None)
         } else {
             Self::open(Path::new(location))
         }
     }
 
-    fn with(db: Db, writer: Db) -> Result<Self> {
+    fn with(
+        db: Db,
+        writer: Db,
+        retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Self> {
         let committer = committer::Committer::start(writer)
             .map_err(|_| CatalogueError::Invalid("cannot start the audit writer thread"))?;
-        Ok(Self { db, committer })
+        Ok(Self {
+            db,
+            committer,
+            retries,
+        })
+    }
+
+    /// How many writes have run again since the catalogue was opened, because
+    /// PostgreSQL found them in conflict with another writer (another instance's,
+    /// often); always 0 on SQLite, whose writers queue instead.
+    pub fn write_retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Which database holds it.
@@ -278,10 +313,26 @@ impl Catalogue {
         self.db.write(f)
     }
 
+    /// A write to organisation `org_id`'s state: writers of one organisation queue
+    /// for it across instances (its audit entries are numbered one after the
+    /// other), so they do not collide and run again.
+    fn write_for<T>(&self, org_id: &str, f: impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db.write_locked(&[org_lock(org_id)], f)
+    }
+
     /// The schema version the catalogue is at.
     pub fn schema_version(&self) -> Result<u32> {
         self.read(|tx| Ok(version(tx)?))
     }
+}
+
+/// The advisory lock of an organisation's writes (PostgreSQL): 8 bytes of a hash of
+/// its id.
+pub(crate) fn org_lock(org_id: &str) -> i64 {
+    let digest = sha256(format!("tapeseal org {org_id}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 /// Whether a catalogue location is a PostgreSQL URL.

@@ -61,7 +61,7 @@ impl Catalogue {
                 key_mode: "managed".into(),
                 created_at: now_ms(),
             };
-            self.write(|tx| {
+            self.write_for(&org.id, |tx| {
                 let inserted = tx.execute(
                     "INSERT INTO orgs (id, name, key_mode, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING",
@@ -136,7 +136,7 @@ impl Catalogue {
                 org_id: org.id,
                 role,
             };
-            self.write(|tx| {
+            self.write_for(&token.org_id, |tx| {
                 tx.execute(
                     "INSERT INTO tokens (id, org_id, role, secret_sha256, label, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -206,7 +206,7 @@ impl Catalogue {
     /// Revokes a token of an organisation, audited as done by `actor`; says whether
     /// one was revoked.
     pub fn revoke_token(&self, org_id: &str, token_id: &str, actor: &str) -> Result<bool> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let n = tx.execute(
                 "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
                 params![now_ms(), token_id, org_id],

@@ -35,7 +35,7 @@ impl Catalogue {
     /// Records a stored recording and its ingest by `actor`, in one transaction. Call
     /// only once the object is durable in the repository.
     pub fn insert_recording(&self, r: &RecordingRecord, actor: &str) -> Result<()> {
-        self.write(|tx| {
+        self.write_for(&r.org_id, |tx| {
             let plaintext_len = i64::try_from(r.plaintext_len)
                 .map_err(|_| CatalogueError::Invalid("recording too large"))?;
             let stored_len = i64::try_from(r.stored_len)
@@ -83,7 +83,7 @@ impl Catalogue {
         actor: &str,
         event: &AuditEvent<'_>,
     ) -> Result<bool> {
-        self.write(|tx| {
+        self.write_for(org_id, |tx| {
             let stored_len = i64::try_from(stored_len)
                 .map_err(|_| CatalogueError::Invalid("recording too large"))?;
             let n = tx.execute(
