@@ -60,8 +60,7 @@ pub(crate) fn run(root: &Path, check: bool) -> Res<()> {
     // Replaces this process: the shell waits for it, Ctrl-C and all.
     let error = command.exec();
     Err(format!(
-        "cannot run {} again under `env --ignore-signal=INT` (GNU coreutils 8.31 or later): {error}",
-        exe.display()
+        "cannot run xtask again under `env --ignore-signal=INT` (GNU coreutils 8.31 or later): {error}"
     )
     .into())
 }

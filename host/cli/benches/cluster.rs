@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use tapeseal_store::catalogue::Catalogue;
 use tapeseal_testkit::Postgres;
 
@@ -27,20 +25,10 @@ const RECORDING_BYTES: usize = 96 << 10;
 const MASTER_KEY: &str = "YmVuY2gtY2x1c3Rlci1tYXN0ZXIta2V5LTMyLWJ5dGU=";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if args.iter().any(|a| a == "--list") || filters.iter().any(|f| !"cluster".contains(f.as_str()))
-    {
+    if !common::wrk_bench_selected("cluster") {
         return;
     }
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("cluster bench: wrk is not installed (apt-get install wrk); skipped");
-        return;
-    }
-    let recordings: usize = std::env::var("TAPESEAL_BENCH_RECORDINGS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(12_000);
+    let recordings = common::bench_recordings();
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres = Postgres::start(dir.path());
     let mut rows = Vec::new();

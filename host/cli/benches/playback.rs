@@ -12,30 +12,15 @@
 
 mod common;
 
-use std::process::Command;
-
 const CONNECTIONS: &str = "16";
 const SECONDS: &str = "10s";
 const RECORDING_BYTES: usize = 96 << 10;
 
 fn main() {
-    // Like criterion: `--list` lists nothing here, and a filter that is not part of
-    // "playback" skips it (so `cargo bench -- 60MB` does not run it).
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if args.iter().any(|a| a == "--list")
-        || filters.iter().any(|f| !"playback".contains(f.as_str()))
-    {
+    if !common::wrk_bench_selected("playback") {
         return;
     }
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("playback bench: wrk is not installed (apt-get install wrk); skipped");
-        return;
-    }
-    let recordings: usize = std::env::var("TAPESEAL_BENCH_RECORDINGS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(12_000);
+    let recordings = common::bench_recordings();
     let (server, tokens) = common::start("[limits]\nguest_operations_per_org = 64\n");
     let ids = common::ingest(
         &[&server.url],

@@ -445,7 +445,8 @@ fn program() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
-fn free_port() -> u16 {
+/// A port of 127.0.0.1 that nothing listens on now.
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap_or_else(|e| panic!("binding 127.0.0.1:0 to find a free port: {e}"));
     listener

@@ -47,7 +47,6 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -435,7 +434,7 @@ impl Postgres {
             )
         });
         for attempt in 1..=BIND_ATTEMPTS {
-            self.port = free_port();
+            self.port = crate::free_port();
             let server = self
                 .server_command("postgres")
                 .arg("-D")
@@ -711,15 +710,6 @@ fn clear_pg_env(command: &mut Command) {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:0 to find a free port: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("the free port's address: {e}"))
-        .port()
 }
 
 /// The last few KiB of the log, for a panic message.

@@ -202,3 +202,28 @@ pub(crate) fn metric(url: &str, name: &str) -> f64 {
         })
         .unwrap_or(f64::NAN)
 }
+
+/// Whether the wrk bench `name` is to run: like criterion, `--list` lists nothing
+/// and a filter that is not part of `name` skips it (so `cargo bench -- 60MB` does
+/// not run it); without wrk it is skipped, saying so.
+pub(crate) fn wrk_bench_selected(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if args.iter().any(|a| a == "--list") || filters.iter().any(|f| !name.contains(f.as_str())) {
+        return false;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("{name} bench: wrk is not installed (apt-get install wrk); skipped");
+        return false;
+    }
+    true
+}
+
+/// `TAPESEAL_BENCH_RECORDINGS`, or 12,000: how many recordings a wrk bench ingests
+/// (more than its load gets through, so none is asked for twice).
+pub(crate) fn bench_recordings() -> usize {
+    std::env::var("TAPESEAL_BENCH_RECORDINGS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12_000)
+}
