@@ -82,14 +82,17 @@ pub struct KekView {
     pub created_at: i64,
 }
 
+/// A KEK's public key as PEM (SubjectPublicKeyInfo).
+fn public_key_pem(key: &tapeseal_core::KekPublicKey) -> ApiResult<String> {
+    let der = key.to_spki_der().map_err(|e| ApiError::internal(&e))?;
+    tapeseal_keys::pem_encode("PUBLIC KEY", &der).map_err(|e| ApiError::internal(&e))
+}
+
 pub(crate) fn view(state: &AppState, kek: KekRecord, current: Option<&str>) -> ApiResult<KekView> {
     let recordings = state.catalogue.recordings_using_kek(&kek.org_id, &kek.id)?;
     let public_key_pem = tapeseal_core::KekPublicKey::from_der(&kek.public_spki)
-        .and_then(|k| k.to_spki_der())
         .map_err(|e| ApiError::internal(&e))
-        .and_then(|der| {
-            tapeseal_keys::pem_encode("PUBLIC KEY", &der).map_err(|e| ApiError::internal(&e))
-        })?;
+        .and_then(|key| public_key_pem(&key))?;
     Ok(KekView {
         current: current == Some(kek.id.as_str()),
         mode: kek.holder().name().into(),
@@ -151,12 +154,7 @@ pub struct CurrentKekView {
 pub async fn current(State(state): State<Shared>, auth: Auth) -> ApiResult<Json<CurrentKekView>> {
     auth.require(&[Role::Recorder, Role::Admin])?;
     let kek = state.keys.current(auth.org(), auth.actor()).await?;
-    let der = kek
-        .public_key
-        .to_spki_der()
-        .map_err(|e| ApiError::internal(&e))?;
-    let public_key_pem =
-        tapeseal_keys::pem_encode("PUBLIC KEY", &der).map_err(|e| ApiError::internal(&e))?;
+    let public_key_pem = public_key_pem(&kek.public_key)?;
     Ok(Json(CurrentKekView {
         id: kek.id,
         org_id: auth.org().to_string(),
