@@ -236,6 +236,10 @@ pub struct LimitsConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds an upload may send nothing before it is cut off (408 `timeout`).
     pub body_idle_timeout_secs: u64,
+    /// Connections the kernel queues for the server before it accepts them (the
+    /// listen backlog; Linux caps it at `net.core.somaxconn`). A burst larger than
+    /// this waits for the client's SYN retry, a second or more.
+    pub listen_backlog: u32,
 }
 
 impl Default for LimitsConfig {
@@ -246,6 +250,7 @@ impl Default for LimitsConfig {
             admission_wait_ms: 250,
             header_read_timeout_secs: 10,
             body_idle_timeout_secs: 30,
+            listen_backlog: 1024,
         }
     }
 }
@@ -529,6 +534,10 @@ impl Config {
         anyhow::ensure!(
             l.header_read_timeout_secs > 0 && l.body_idle_timeout_secs > 0,
             "limits: timeouts must be positive"
+        );
+        anyhow::ensure!(
+            (1..=65_535).contains(&l.listen_backlog),
+            "limits: listen_backlog must be 1 to 65535"
         );
         anyhow::ensure!(
             (1..=tapeseal_keys::grant::MAX_TTL_SECS).contains(&self.grants.ttl_secs),

@@ -275,6 +275,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let tls = config.tls.clone();
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let header_timeout = Duration::from_secs(config.limits.header_read_timeout_secs);
+    let backlog = config.limits.listen_backlog;
     let (state, receiver) = open_state(config)?;
 
     keys::rotate_due(&state).await;
@@ -282,8 +283,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let worker = tokio::spawn(jobs::worker(state.clone(), receiver));
     let claimer = tokio::spawn(jobs::claimer(state.clone()));
 
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        bind(listen, backlog).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local: SocketAddr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
     let app = router(state.clone()).into_make_service();
@@ -319,6 +320,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     claimer.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listening socket on `addr` whose kernel queue holds `backlog` connections not
+/// yet accepted (the standard library's `bind` gives 128, which a burst of clients
+/// behind a load balancer overflows).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 /// A client gets `timeout` to send a request's headers; a connection that dawdles is

@@ -53,6 +53,22 @@ fn mistakes_are_refused_with_a_reason() {
         ("max_upload_bytes = 0", "max_upload_bytes"),
         ("scheduler_interval_secs = 0", "scheduler_interval_secs"),
         ("[tls]\ncert = \"a.pem\"", "missing field `key`"),
+        (
+            "[limits]\nlisten_backlog = 0",
+            "listen_backlog must be 1 to 65535",
+        ),
+        (
+            "[limits]\nlisten_backlog = 70000",
+            "listen_backlog must be 1 to 65535",
+        ),
+        (
+            "[limits]\nguest_operations = 0",
+            "guest_operations must be 1 to 200",
+        ),
+        (
+            "[limits]\nheader_read_timeout_secs = 0",
+            "timeouts must be positive",
+        ),
     ] {
         let err = Config::from_toml(text).expect_err(text).to_string();
         assert!(err.contains(says), "{text}: {err}");

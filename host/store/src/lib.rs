@@ -26,7 +26,9 @@ pub use datadir::DataDir;
 
 /// A crash point for the failpoint tests: with the `failpoints` feature and
 /// `FAILPOINTS=<name>=return`, the process aborts there, as a power cut or `kill -9`
-/// would stop it. Without the feature it compiles to nothing.
+/// would stop it; `FAILPOINTS=<name>=sleep(<ms>)` holds the thread there instead,
+/// which lets a test line up concurrent requests at that point. Without the feature
+/// it compiles to nothing.
 #[macro_export]
 macro_rules! crash_point {
     ($name:literal) => {

@@ -55,6 +55,11 @@ impl Deployment {
                 "TAPESEAL_S3_SECRET".to_string(),
                 s3.secret_access_key.clone(),
             ),
+            // Rotations started together stay together (see the rotation steps).
+            (
+                "FAILPOINTS".to_string(),
+                "rotation.before_insert=sleep(1500)".to_string(),
+            ),
         ];
         let org = org_in(&["--catalogue", &url], "acme");
         let mut deployment = Self {
@@ -249,6 +254,46 @@ fn three_instances_serve_one_deployment_with_no_stickiness() {
         "gap-free and unique"
     );
 
+    // "Change key now" pressed on every instance at the same moment: one new KEK,
+    // and every instance answers with it. (Built with failpoints, each rotation
+    // holds 1.5 s between reading the current KEK and replacing it, so all three
+    // surely race.)
+    let keks_now = || {
+        expect_json(d.api(0).get(&acme.admin, "/v1/keks"), 200)
+            .as_array()
+            .expect("keks")
+            .len()
+    };
+    let before = keks_now();
+    let barrier = std::sync::Barrier::new(3);
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|n| {
+                let (api, admin, barrier) = (d.api(n), &acme.admin, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let made = expect_json(api.post_json(admin, "/v1/keks", &json!({})), 201);
+                    made["id"].as_str().expect("id").to_string()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let made = keks_now() - before;
+    let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
+    eprintln!("change key now on three instances at once: {made} new KEK(s), answers {answers:?}");
+    assert_eq!(
+        made,
+        distinct.len(),
+        "every new KEK is one a caller was answered with"
+    );
+    if cfg!(feature = "failpoints") {
+        assert_eq!(made, 1, "one new KEK for three simultaneous requests");
+    }
+
     // A rotation falls due while three instances check their schedules every
     // second: exactly one new KEK.
     expect_json(
@@ -259,8 +304,7 @@ fn three_instances_serve_one_deployment_with_no_stickiness() {
         ),
         200,
     );
-    let before = expect_json(d.api(0).get(&acme.admin, "/v1/keks"), 200);
-    assert_eq!(before.as_array().expect("keks").len(), 1);
+    let before = keks_now();
     // The current KEK is made two days old, as if the deployment had run that long.
     d.sql(&format!(
         "UPDATE keks SET created_at = created_at - 172800000 WHERE org_id = '{}'",
@@ -271,19 +315,19 @@ fn three_instances_serve_one_deployment_with_no_stickiness() {
             .as_array()
             .expect("keks")
             .len()
-            > 1
+            > before
     });
     // Every instance has had several chances to rotate again.
     std::thread::sleep(Duration::from_secs(4));
     let keks = expect_json(d.api(2).get(&acme.admin, "/v1/keks"), 200);
-    assert_eq!(keks.as_array().expect("keks").len(), 2, "{keks:#}");
+    assert_eq!(keks.as_array().expect("keks").len(), before + 1, "{keks:#}");
     let created = d.sql(&format!(
         "SELECT count(*) FROM audit_log WHERE org_id = '{}' AND action = 'kek.create' AND actor = 'scheduler'",
         acme.id
     ));
     assert_eq!(created.trim(), "1", "one scheduled kek.create");
     eprintln!(
-        "due rotation under three schedulers: {} KEKs after (was 1), {} scheduled kek.create",
+        "due rotation under three schedulers: {} KEKs after (was {before}), {} scheduled kek.create",
         keks.as_array().map_or(0, Vec::len),
         created.trim()
     );
