@@ -42,6 +42,7 @@ pub mod openapi;
 pub mod playback;
 pub mod range;
 pub mod recordings;
+pub mod rewrap;
 pub mod sealed;
 pub mod www;
 

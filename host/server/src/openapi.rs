@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, error, export, grants, jobs, keys, kms, lkm, playback, recordings, sealed};
+use super::{
+    admin, error, export, grants, jobs, keys, kms, lkm, playback, recordings, rewrap, sealed,
+};
 use tapeseal_export::DestinationSpec;
 use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org, TokenInfo};
 
@@ -21,12 +23,12 @@ use tapeseal_store::catalogue::{AuditEntry, ExportSelection, Job, JobState, Org,
         lkm::settings, lkm::configure, lkm::register, lkm::register_grant_key,
         kms::settings, kms::configure,
         grants::playback,
-        jobs::create_rewrap, jobs::list, jobs::one, jobs::cancel, jobs::resume, export::create,
+        rewrap::create_rewrap, jobs::list, jobs::one, jobs::cancel, jobs::resume, export::create,
         admin::healthz, admin::metrics, admin::openapi, admin::create_org, admin::create_token,
         admin::list_tokens, admin::revoke_token, admin::audit,
     ),
     components(schemas(
-        recordings::RecordingView, keys::KekView, keys::CurrentKekView, keys::ScheduleView, jobs::RewrapRequest,
+        recordings::RecordingView, keys::KekView, keys::CurrentKekView, keys::ScheduleView, rewrap::RewrapRequest,
         export::ExportRequest, ExportSelection, DestinationSpec,
         keys::KeyModeRequest, keys::KeyModeView, kms::KmsRequest, kms::KmsView,
         lkm::LkmRequest, lkm::LkmView, lkm::RegisterKeypair, grants::PlaybackView, grants::GrantView,

@@ -1,38 +1,25 @@
-//! Export jobs: recordings leave in bulk. Each selected recording is decrypted
-//! through its organisation's key service (managed, LKM or AWS KMS) and the guest,
-//! streamed batch by batch (each chunk authenticated before its bytes go on),
-//! optionally re-encrypted with OpenPGP, and written to a directory or an S3 bucket
-//! (`tapeseal-export` decides where and how). Several recordings go at once. Each
-//! recording's outcome is recorded, with the job's progress and an audit entry,
-//! only once its file and metadata are durable: a job resumed after a crash, a
-//! restart or a cancellation redoes exactly the recordings without an outcome, and
-//! overwrites whatever half-made file they may have left. A recording that fails
-//! (a key its LKM refuses, a damaged envelope) is reported and the others go on.
-//! When none is left, the job writes its manifest.
+//! One export job's run: the selected recordings without an outcome go out
+//! `parallel` at a time, each decrypted batch by batch, optionally through the
+//! OpenPGP encoder, into the destination; each outcome is recorded once its file is
+//! durable, and the manifest is written last.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use base64::Engine;
 use bytes::Bytes;
-use std::collections::VecDeque;
-
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
 
-use super::Shared;
-use super::auth::Auth;
-use super::error::{ApiError, ApiResult, JsonBody};
-use super::jobs::{StopFlag, patiently};
-use super::playback::{BatchError, Decrypting, pinned_header, recording_dek};
+use super::pipe::{PIPE_DEPTH, PIPE_PIECE, PipeReader, PipeWriter};
+use super::{ACTOR, Params, Progress, SECRET_DOMAIN};
+use crate::Shared;
+use crate::jobs::{StopFlag, patiently};
+use crate::playback::{BatchError, Decrypting, pinned_header, recording_dek};
 use tapeseal_export::layout::{self, Placement};
 use tapeseal_export::manifest::{
     MANIFEST_FORMAT, ManifestFailure, ManifestFile, ManifestHead, ManifestText, RecordingMetadata,
@@ -41,199 +28,9 @@ use tapeseal_export::pgp::PgpRecipient;
 use tapeseal_export::{Destination, DestinationSpec, S3Settings, Secret};
 use tapeseal_keys::{KeyServiceError, Purpose, UnwrapContext};
 use tapeseal_store::catalogue::{
-    AuditEvent, ExportItem, ExportOutcome, ExportSelection, ExportedFile, Job, JobState,
-    RecordingRecord, Role,
+    AuditEvent, ExportItem, ExportOutcome, ExportedFile, Job, JobState, RecordingRecord,
 };
 use tapeseal_store::time::{now_ms, utc};
-
-/// The job kind.
-pub const KIND: &str = "export";
-/// The audit log's name for the export worker.
-pub const ACTOR: &str = "export-job";
-/// The sealing domain of an export destination's secret access key.
-const SECRET_DOMAIN: &str = "tapeseal export secret access key v1";
-/// The most entries one selection list may have.
-const MAX_LIST: usize = 10_000;
-/// Plaintext pieces in flight between the decryption and the OpenPGP encoder, and
-/// encoded pieces between it and the destination (each at most about 1 MiB).
-const PIPE_DEPTH: usize = 4;
-/// Bytes of OpenPGP output gathered into one piece for the destination.
-const PIPE_PIECE: usize = 256 << 10;
-
-/// The export routes.
-pub fn routes() -> axum::Router<Shared> {
-    axum::Router::new().route("/v1/jobs/export", post(create))
-}
-
-/// What starts an export job.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExportRequest {
-    /// Which recordings (every field narrows; none: all of the organisation's).
-    #[serde(default)]
-    pub select: ExportSelection,
-    /// Where the files go.
-    pub destination: DestinationSpec,
-    /// An OpenPGP public key (as `gpg --export --armor` gives it) to encrypt every
-    /// file to; files are then named `.pgp`.
-    #[serde(default)]
-    pub openpgp_public_key: Option<String>,
-    /// Recordings exported at once (1 to 16; default `[export] parallel`).
-    #[serde(default)]
-    pub parallel: Option<u32>,
-}
-
-/// A job's parameters as the catalogue keeps them (no secret in the clear).
-#[derive(Debug, Serialize, Deserialize)]
-struct Params {
-    select: ExportSelection,
-    destination: DestinationSpec,
-    /// The destination's secret access key, sealed under the master key (base64).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sealed_secret_access_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    openpgp_public_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    openpgp_fingerprint: Option<String>,
-    parallel: u32,
-}
-
-/// A job's progress: counts and bytes, saved with every recording's outcome.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Progress {
-    /// Recordings selected.
-    total: u64,
-    /// Their plaintext bytes.
-    total_bytes: u64,
-    /// Recordings written.
-    exported: u64,
-    /// Recordings that failed.
-    failed: u64,
-    /// Plaintext bytes of the recordings written.
-    bytes: u64,
-    /// Bytes of the files written.
-    written_bytes: u64,
-    /// The manifest, once written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    manifest: Option<String>,
-    /// Why the job stopped, if it stopped on an error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-fn check_selection(select: &ExportSelection) -> ApiResult<()> {
-    for kind in &select.media_kinds {
-        if tapeseal_core::MediaKind::from_name(kind).is_none() && kind != super::recordings::SCREEN
-        {
-            return Err(ApiError::bad_request(
-                "media_kinds are call, email, chat, message, transcript, other or screen",
-            ));
-        }
-    }
-    let lists = [
-        &select.media_kinds,
-        &select.conversation_ids,
-        &select.recording_ids,
-    ];
-    if lists.iter().any(|l| l.len() > MAX_LIST) {
-        return Err(ApiError::bad_request(
-            "a selection list has more than 10000 entries; split the export",
-        ));
-    }
-    if let (Some(from), Some(to)) = (select.from_ms, select.to_ms)
-        && from >= to
-    {
-        return Err(ApiError::bad_request("from_ms must be before to_ms"));
-    }
-    Ok(())
-}
-
-/// Start an export job: the selected recordings are decrypted and written to the
-/// destination, with a metadata file each and a final manifest. Poll
-/// `GET /v1/jobs/{id}` for progress; cancel with `POST /v1/jobs/{id}/cancel`.
-#[utoipa::path(
-    post, path = "/v1/jobs/export", tag = "jobs",
-    request_body = ExportRequest,
-    responses(
-        (status = 202, description = "Queued", body = Job),
-        (status = 400, description = "A bad selection, destination or OpenPGP key", body = super::error::ErrorBody),
-    ),
-    security(("token" = []))
-)]
-pub async fn create(
-    State(state): State<Shared>,
-    auth: Auth,
-    JsonBody(request): JsonBody<ExportRequest>,
-) -> ApiResult<(StatusCode, Json<Job>)> {
-    auth.require(&[Role::Admin])?;
-    let mut select = request.select;
-    check_selection(&select)?;
-    request.destination.check().map_err(ApiError::bad_request)?;
-    let parallel = request.parallel.unwrap_or(state.config.export.parallel);
-    if !(1..=crate::config::MAX_EXPORT_PARALLEL).contains(&parallel) {
-        return Err(ApiError::bad_request("parallel must be 1 to 16"));
-    }
-    let fingerprint = match &request.openpgp_public_key {
-        Some(key) => Some(
-            PgpRecipient::parse(key.as_bytes())
-                .map_err(|e| ApiError::bad_request(format!("openpgp_public_key: {e}")))?
-                .fingerprint(),
-        ),
-        None => None,
-    };
-    let mut destination = request.destination;
-    let sealed_secret_access_key = match &mut destination {
-        DestinationSpec::S3 {
-            access_key_id: Some(id),
-            secret_access_key,
-            ..
-        } => {
-            let secret = secret_access_key.take().ok_or_else(|| {
-                ApiError::bad_request("give both access_key_id and secret_access_key, or neither")
-            })?;
-            let sealed = state
-                .keys
-                .master()
-                .seal_secret(SECRET_DOMAIN, auth.org(), id, secret.expose().as_bytes())
-                .map_err(|e| ApiError::internal(&e))?;
-            Some(base64::engine::general_purpose::STANDARD.encode(sealed))
-        }
-        _ => None,
-    };
-    select.as_of_ms = Some(now_ms());
-    let (total, total_bytes) = state
-        .catalogue
-        .count_export_selection(auth.org(), &select)?;
-    let described = destination.describe();
-    let params = Params {
-        select,
-        destination,
-        sealed_secret_access_key,
-        openpgp_public_key: request.openpgp_public_key,
-        openpgp_fingerprint: fingerprint,
-        parallel,
-    };
-    let progress = Progress {
-        total,
-        total_bytes,
-        ..Progress::default()
-    };
-    let event = AuditEvent::ExportJobCreate {
-        destination: &described,
-        total,
-    };
-    let job = state.catalogue.create_job(
-        auth.org(),
-        KIND,
-        &serde_json::to_value(&params).map_err(|e| ApiError::internal(&e))?,
-        &serde_json::to_value(&progress).map_err(|e| ApiError::internal(&e))?,
-        auth.actor(),
-        &event,
-    )?;
-    tracing::info!(job_id = %job.id, total, destination = %described, "export job created");
-    state.jobs.push(auth.org(), &job.id);
-    Ok((StatusCode::ACCEPTED, Json(super::jobs::shown(job))))
-}
 
 /// What one job run works with.
 struct Run<'a> {
@@ -633,8 +430,8 @@ impl Run<'_> {
             .map_err(|e| self.destination_error(&placement.file, &e))?;
         Ok(Written {
             bytes,
-            plaintext_sha256: hex(plain_hash.finish().as_ref()),
-            file_sha256: hex(file_hash.finish().as_ref()),
+            plaintext_sha256: hex::encode(plain_hash.finish()),
+            file_sha256: hex::encode(file_hash.finish()),
         })
     }
 
@@ -800,54 +597,4 @@ struct Written {
     bytes: u64,
     plaintext_sha256: String,
     file_sha256: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The OpenPGP encoder's input: plaintext pieces from the decrypting task.
-struct PipeReader {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl PipeReader {
-    fn new(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
-        Self {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl std::io::Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(bytes)) => self.current = bytes,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
-/// The OpenPGP encoder's output: pieces for the writing task.
-struct PipeWriter(mpsc::Sender<Bytes>);
-
-impl std::io::Write for PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| std::io::Error::other("the destination stopped"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
