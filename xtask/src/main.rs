@@ -16,6 +16,7 @@ mod loopback;
 mod moto;
 mod npm;
 mod postgres;
+mod service;
 mod vectors;
 mod www;
 

@@ -186,7 +186,7 @@ impl Server {
         }
         let log = dir.join("moto.log");
         let out = std::fs::File::create(&log)?;
-        let port = crate::demo::free_port(preferred, 20)?;
+        let port = crate::service::free_port(preferred, 20)?;
         let child = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_ENABLE_RECORDING", "true")
@@ -266,7 +266,7 @@ impl Server {
                 format!("moto had exited with {status}; see {}", self.log.display()).into(),
             );
         }
-        crate::demo::stop_child(&mut self.child, "TERM", MOTO_PATIENCE)?;
+        crate::service::stop_child(&mut self.child, "TERM", MOTO_PATIENCE)?;
         Ok(())
     }
 
@@ -387,7 +387,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = crate::demo::stop_child(&mut self.child, "TERM", MOTO_PATIENCE);
+        let _ = crate::service::stop_child(&mut self.child, "TERM", MOTO_PATIENCE);
     }
 }
 

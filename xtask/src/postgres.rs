@@ -163,7 +163,7 @@ impl Cluster {
             }
         }
 
-        let port = crate::demo::free_port(PREFERRED_PORT, PORTS_TRIED)?;
+        let port = crate::service::free_port(PREFERRED_PORT, PORTS_TRIED)?;
         let server = server_command("postgres")?
             .arg("-D")
             .arg(&data)
@@ -281,7 +281,7 @@ impl Cluster {
 
     /// SIGINT (fast shutdown), then waits; kills the server after [`STOP_TIMEOUT`].
     fn shut_down(&mut self) {
-        let _ = crate::demo::stop_child(&mut self.server, "INT", STOP_TIMEOUT);
+        let _ = crate::service::stop_child(&mut self.server, "INT", STOP_TIMEOUT);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{BUCKET, INSTANCES, PORTS_TRIED, S3_SECRET};
 use crate::ci::Res;
-use crate::demo::{Service, free_port};
+use crate::service::{Service, free_port};
 
 /// What every instance's configuration shares.
 #[derive(Debug)]
