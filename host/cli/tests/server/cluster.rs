@@ -159,9 +159,9 @@ fn three_instances_serve_one_deployment_with_no_stickiness() {
 
     // A media tier seals at the edge with the current KEK one instance gives it,
     // and uploads the envelope to another; a third plays it back.
-    let kek = crate::sealed::current_kek(&d.api(2), &acme.recorder, d.dir.path());
+    let kek = crate::support::edge::current_kek(&d.api(2), &acme.recorder, d.dir.path());
     let edge_body = noise(200_000, 8);
-    let (edge_id, envelope) = crate::sealed::seal(
+    let (edge_id, envelope) = crate::support::edge::seal(
         d.dir.path(),
         "edge",
         &acme.id,
@@ -170,11 +170,12 @@ fn three_instances_serve_one_deployment_with_no_stickiness() {
         &edge_body,
         &[],
     );
-    let put = crate::sealed::put_envelope(&d.api(0), &acme.recorder, &edge_id, envelope.clone());
+    let put =
+        crate::support::edge::put_envelope(&d.api(0), &acme.recorder, &edge_id, envelope.clone());
     assert_eq!(put.status().as_u16(), 201);
     assert_eq!(d.api(1).content(&acme.player, &edge_id), edge_body);
     // The same id again, through yet another instance: refused, the first kept.
-    let again = crate::sealed::put_envelope(&d.api(1), &acme.recorder, &edge_id, envelope);
+    let again = crate::support::edge::put_envelope(&d.api(1), &acme.recorder, &edge_id, envelope);
     expect_error(again, 409, "conflict");
     assert_eq!(d.api(2).content(&acme.player, &edge_id), edge_body);
     let objects: Vec<String> = d.objects();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
+pub(crate) mod edge;
 pub(crate) mod lkm;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tapeseal");
