@@ -47,7 +47,6 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +54,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod system;
+mod tls;
 
 use system::{NOT_FOUND, RunAs, absolute, bindir, clear_pg_env, private_dir, run_as, writable_by};
 
@@ -368,55 +368,6 @@ impl Postgres {
 
     /// Starts the server on a free port, again on another if that one was taken
     /// meanwhile, and waits until it accepts connections.
-    /// A test CA, and a server certificate and key for 127.0.0.1 and `localhost`
-    /// signed by it, in the cluster's directory; the key readable by the server only.
-    fn make_certificates(&mut self) {
-        let fail = |e: rcgen::Error| -> ! { panic!("making the test certificates: {e}") };
-        let mut ca =
-            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "tapeseal test PostgreSQL CA");
-        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| fail(e));
-        let ca_cert = ca.self_signed(&ca_key).unwrap_or_else(|e| fail(e));
-        let issuer = rcgen::Issuer::new(ca, ca_key);
-        let leaf =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap_or_else(|e| fail(e));
-        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| fail(e));
-        let cert = leaf.signed_by(&key, &issuer).unwrap_or_else(|e| fail(e));
-        let write = |name: &str, text: &str, mode: u32| {
-            let path = self.cluster.join(name);
-            fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .unwrap_or_else(|e| panic!("protecting {}: {e}", path.display()));
-            if let Some(user) = self.run_as {
-                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))
-                    .unwrap_or_else(|e| panic!("giving {} to {SYSTEM_USER}: {e}", path.display()));
-            }
-            path
-        };
-        write("server.crt", &cert.pem(), 0o644);
-        write("server.key", &key.serialize_pem(), 0o600);
-        self.tls = Some(write("ca.crt", &ca_cert.pem(), 0o644));
-    }
-
-    /// The server's TLS settings: none, or its certificate and key.
-    fn tls_settings(&self) -> Vec<String> {
-        if self.tls.is_none() {
-            return Vec::new();
-        }
-        let file = |name: &str| self.cluster.join(name).display().to_string();
-        vec![
-            "-c".into(),
-            "ssl=on".into(),
-            "-c".into(),
-            format!("ssl_cert_file={}", file("server.crt")),
-            "-c".into(),
-            format!("ssl_key_file={}", file("server.key")),
-        ]
-    }
-
     fn start_server(&mut self) {
         let sockets = self.sockets.to_str().filter(|s| !s.contains(['"', ',']));
         let sockets = sockets.map(str::to_owned).unwrap_or_else(|| {
